@@ -1,0 +1,31 @@
+# The two commands an operator needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test demo bench clean
+
+$(BIN)/ixpect: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## Replay the bundled demo capture with the bundled config and print the events.
+run: $(BIN)/ixpect
+	$(BIN)/ixpect run -c examples/demo.conf.yaml --pcap examples/demo.pcap
+
+## Run the whole test suite (what CI runs).
+test: $(BIN)/ixpect
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+## Rebuild the demo capture from its scapy script.
+demo: $(BIN)/ixpect
+	$(BIN)/python examples/make_demo_pcap.py examples/demo.pcap
+
+## Throughput benchmarks (see bench/README.md).
+bench: $(BIN)/ixpect
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/out

@@ -1,0 +1,5 @@
+import sys
+
+from ixpect.cli import main
+
+sys.exit(main())
