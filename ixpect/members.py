@@ -1,0 +1,34 @@
+"""The member table: which IXP member owns a MAC or an IP, so that events name it.
+
+Written by `ixpect ixf render` beside the config as JSON:
+    {"macs": {"aa:bb:cc:dd:ee:ff": {"asn": 64500, "name": "Example"}},
+     "ips":  {"192.0.2.1": {"asn": 64500, "name": "Example"}}}
+MACs lowercase colon-separated, IPs in canonical text form (the spellings events use).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: event data keys that identify the frame's owner, most specific first
+_KEYS = ("mac_addr", "mac_addr_source", "ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source")
+
+
+class MemberTable:
+    def __init__(self, macs: dict[str, dict] | None = None, ips: dict[str, dict] | None = None):
+        self.by_addr = {**(ips or {}), **(macs or {})}
+
+    @classmethod
+    def load(cls, path: str | Path) -> MemberTable:
+        doc = json.loads(Path(path).read_text())
+        return cls(doc.get("macs"), doc.get("ips"))
+
+    def lookup(self, data: dict) -> dict | None:
+        for key in _KEYS:
+            value = data.get(key)
+            if value is not None:
+                member = self.by_addr.get(value)
+                if member is not None:
+                    return member
+        return None
