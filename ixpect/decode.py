@@ -9,6 +9,8 @@ the decoder never lets anything else escape.
 
 from __future__ import annotations
 
+import struct
+
 #: 802.1Q, 802.1ad (QinQ) and the pre-standard 0x9100 outer tag
 VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 #: pseudo EtherType of 802.3 frames (length field instead of a type): LLC/SNAP
@@ -54,19 +56,21 @@ def ethernet(buf: bytes) -> tuple[int, int]:
 
 
 _ARP_ETHER_IPV4 = bytes.fromhex("000108000604")
+_ARP_BODY = struct.Struct("!H6s4s6s4s").unpack_from  # op, sha, spa, tha, tpa in one C call
 
 
 def arp(buf: bytes, off: int) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     """(op, sender MAC, sender IPv4, target MAC, target IPv4) of an Ethernet/IPv4 ARP
     packet, or None for ARP of another hardware or protocol type."""
-    if len(buf) < off + 28:
-        raise Malformed(f"truncated ARP packet ({len(buf) - off} bytes)")
+    if len(buf) < off + 8:
+        raise Malformed(f"truncated ARP header ({len(buf) - off} bytes)")
     if buf[off:off + 6] != _ARP_ETHER_IPV4:
         if buf[off:off + 4] == _ARP_ETHER_IPV4[:4]:
             raise Malformed(f"ARP for Ethernet/IPv4 with address lengths {buf[off + 4]}/{buf[off + 5]}")
         return None
-    return (buf[off + 6] << 8 | buf[off + 7], buf[off + 8:off + 14], buf[off + 14:off + 18],
-            buf[off + 18:off + 24], buf[off + 24:off + 28])
+    if len(buf) < off + 28:
+        raise Malformed(f"truncated ARP packet ({len(buf) - off} bytes)")
+    return _ARP_BODY(buf, off + 6)
 
 
 def ipv6(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int, int]:

@@ -16,8 +16,11 @@ _ANY6 = bytes(16)
 class ArpBogon(Probe):
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
+        self.inside = self.prefixes.inside
 
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
+        if spa in self.inside and tpa in self.inside:
+            return
         if spa != _ANY4 and spa not in self.prefixes:  # an ARP probe (0.0.0.0) is no bogon
             self.emit("ARP_BOGON_SOURCE", ts, {"mac_addr_source": mac(buf[6:12]),
                                                "ip4_addr_source": str(IPv4Address(spa))}, buf)
@@ -36,13 +39,14 @@ class Ipv6Bogon(Probe):
 
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
+        self.inside = self.prefixes.inside
         self.ignore_link_local = cfg.get("ignore_link_local", True)
 
     def _bogon(self, a: bytes) -> bool:
         return not (self.ignore_link_local and _link_local(a)) and a not in self.prefixes
 
     def nd(self, ts, buf, kind, src, target, lladdr) -> None:
-        if kind < ND_NS:
+        if kind < ND_NS or (src in self.inside and target in self.inside):
             return
         if src != _ANY6 and self._bogon(src):
             self.emit("IPV6_BOGON_SOURCE", ts, {"mac_addr_source": mac(buf[6:12]),

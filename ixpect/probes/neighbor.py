@@ -39,10 +39,8 @@ class _Neighbor(Probe):
         self.learnable = Prefixes(cfg["prefixes"]) if "prefixes" in cfg else None
         self.good: set[bytes] = set()  # address + MAC pairs already found correct
 
-    def learn(self, ts: float, buf: bytes, addr: bytes, hw: bytes) -> None:
-        pair = addr + hw
-        if pair in self.good:
-            return
+    def learn(self, ts: float, buf: bytes, addr: bytes, hw: bytes, pair: bytes) -> None:
+        """Judge a pair not yet known good; `pair` is addr + hw."""
         expected = self.static.get(addr)
         if expected is not None:
             if hw in expected:
@@ -75,8 +73,9 @@ class ArpNeighbor(_Neighbor):
     prefix, key, text = "ARP_NEIGHBOR", "ip4_addr", IPv4Address
 
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
-        if spa != _ANY4:
-            self.learn(ts, buf, spa, sha)
+        pair = spa + sha
+        if pair not in self.good and spa != _ANY4:
+            self.learn(ts, buf, spa, sha, pair)
 
 
 class Ipv6Neighbor(_Neighbor):
@@ -89,7 +88,13 @@ class Ipv6Neighbor(_Neighbor):
         if lladdr is None:
             return
         if kind == ND_NS:
-            if src != _ANY6:
-                self.learn(ts, buf, src, lladdr)
+            if src == _ANY6:
+                return
+            addr = src
         elif kind == ND_NA:
-            self.learn(ts, buf, target, lladdr)
+            addr = target
+        else:
+            return
+        pair = addr + lladdr
+        if pair not in self.good:
+            self.learn(ts, buf, addr, lladdr, pair)
