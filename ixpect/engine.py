@@ -1,0 +1,146 @@
+"""The per-frame path: decode each frame once, dispatch it to the probes that want it.
+
+Dispatch is a table from EtherType to the handlers of that type, built once per
+configuration, so a frame costs one dict lookup plus the work of its own probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from ixpect import decode
+from ixpect.decode import ETH_ARP, ETH_IPV6, ICMPV6, LLC, Malformed
+from ixpect.events import Event, mac
+from ixpect.members import MemberTable
+from ixpect.probes import HANDLERS, Probe, probe_class
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Event], None]
+
+
+class Engine:
+    def __init__(self, probes_cfg: dict, sink: Sink, members: MemberTable | None = None,
+                 timers: tuple = ()):
+        """`timers` are further objects with a frame-time `deadline` and `tick(now)`,
+        such as the event collector, driven by the same clock as the probes."""
+        self.sink = sink
+        self.members = members or MemberTable()
+        self.timers = timers
+        self.probes: dict[str, Probe] = {}
+        self.frames = 0
+        self.now = 0.0
+        self.configure(probes_cfg)
+
+    def configure(self, probes_cfg: dict, members: MemberTable | None = None) -> None:
+        """Apply a (new) probe configuration; probes that stay enabled keep what they learned."""
+        if members is not None:
+            self.members = members
+        enabled = {name: cfg for name, cfg in probes_cfg.items() if cfg.get("enable")}
+        for name in list(self.probes):
+            if name not in enabled:
+                del self.probes[name]
+        for name, cfg in enabled.items():
+            if name in self.probes:
+                self.probes[name].configure(cfg)
+            else:
+                self.probes[name] = probe_class(name)(cfg, self.emit)
+        self._build_dispatch()
+
+    def _build_dispatch(self) -> None:
+        by_kind = {kind: tuple(getattr(p, kind) for p in self.probes.values() if hasattr(p, kind))
+                   for kind in HANDLERS}
+        self._every = by_kind["frame"]
+        self._arp_probes = by_kind["arp"]
+        self._nd_probes = by_kind["nd"]
+        table: dict[int, tuple] = {}
+        if self._arp_probes:
+            table[ETH_ARP] = (self._arp,)
+        if self._nd_probes:
+            table[ETH_IPV6] = (self._ipv6,)
+        if by_kind["llc"]:
+            table[LLC] = tuple(self._llc(h) for h in by_kind["llc"])
+        self._default: tuple = ()
+        if by_kind["other"]:
+            self._default = tuple(self._other(h) for h in by_kind["other"])
+            allowed = frozenset().union(*(p.allowed for p in self.probes.values() if hasattr(p, "other")))
+            table = {et: hs + (() if et in allowed else self._default) for et, hs in table.items()}
+            for et in allowed:
+                table.setdefault(et, ())
+        self._table = table
+        self._timers = (*self.probes.values(), *self.timers)
+        self.deadline = min(t.deadline for t in self._timers) if self._timers else float("inf")
+
+    @staticmethod
+    def _llc(handler):
+        return lambda ts, buf, off, et: handler(ts, buf)
+
+    @staticmethod
+    def _other(handler):
+        return lambda ts, buf, off, et: handler(ts, buf, et)
+
+    def feed(self, frames: Iterable[tuple[float, bytes]]) -> None:
+        """Run every frame through the probes. Never raises for a frame's content."""
+        every, get, default = self._every, self._table.get, self._default
+        ethernet = decode.ethernet
+        n = 0
+        ts = self.now
+        try:
+            for ts, buf in frames:
+                n += 1
+                if ts >= self.deadline:
+                    self.tick(ts)
+                try:
+                    et, off = ethernet(buf)
+                    for h in every:
+                        h(ts, buf)
+                    for h in get(et, default):
+                        h(ts, buf, off, et)
+                except Malformed as bad:
+                    self.bad_packet(ts, buf, bad.reason)
+                except Exception:  # a probe bug must not take the monitor down
+                    log.exception("error processing frame %d; frame skipped", self.frames + n)
+                    self.bad_packet(ts, buf, "internal error while processing the frame")
+        finally:  # also when the source fails half-way
+            self.frames += n
+            self.now = ts
+
+    def _arp(self, ts: float, buf: bytes, off: int, et: int) -> None:
+        fields = decode.arp(buf, off)
+        if fields is not None:
+            for h in self._arp_probes:
+                h(ts, buf, *fields)
+
+    def _ipv6(self, ts: float, buf: bytes, off: int, et: int) -> None:
+        src, dst, hlim, proto, p, end = decode.ipv6(buf, off)
+        if proto != ICMPV6 or p == end:
+            return
+        kind, target, lladdr = decode.nd(buf, p, end)
+        if kind:
+            if hlim != 255:
+                raise Malformed(f"ICMPv6 type {kind} with hop limit {hlim} (RFC 4861 requires 255)")
+            for h in self._nd_probes:
+                h(ts, buf, kind, src, target, lladdr)
+
+    def bad_packet(self, ts: float, buf: bytes, reason: str) -> None:
+        data = {"mac_addr_source": mac(buf[6:12])} if len(buf) >= 12 else {}
+        data["reason"] = reason
+        self.emit("IXPECT_BAD_PACKET", ts, data, buf)
+
+    def emit(self, type_: str, ts: float, data: dict, frame: bytes | None) -> None:
+        self.sink(Event(type_, ts, data, frame, self.members.lookup(data)))
+        for t in self.timers:  # an event may open a collection window
+            if t.deadline < self.deadline:
+                self.deadline = t.deadline
+
+    def tick(self, now: float) -> None:
+        for t in self._timers:
+            if now >= t.deadline:
+                t.tick(now)
+        self.deadline = min(t.deadline for t in self._timers) if self._timers else float("inf")
+
+    def flush(self) -> None:
+        """End of input: probes report their windows in progress (at the last frame's time)."""
+        for p in self.probes.values():
+            p.flush(self.now)

@@ -1,0 +1,56 @@
+"""Probes: stateful checks fed with decoded frames of the kinds they handle.
+
+A probe implements a handler for each kind of frame it wants; the engine decodes
+a frame once and calls only the handlers that exist:
+    frame(ts, buf)                          every frame
+    arp(ts, buf, op, sha, spa, tha, tpa)    Ethernet/IPv4 ARP
+    nd(ts, buf, kind, src, target, lladdr)  ICMPv6 RS/RA/NS/NA (decode.ND_*)
+    llc(ts, buf)                            802.3 (LLC/SNAP) frames
+    other(ts, buf, ethertype)               EtherTypes outside `allowed` (LLC for 802.3)
+Probes report with `emit(type, ts, data, frame)`. Time-driven probes set `deadline`
+(frame time); the engine calls tick(now) once it has passed, and flush(now) at the
+end of the input.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+Emit = Callable[[str, float, dict, bytes], None]
+
+#: config key under `probes` -> "module:Class"
+KINDS = {
+    "arp_bogon": "ixpect.probes.bogon:ArpBogon",
+    "arp_neighbor": "ixpect.probes.neighbor:ArpNeighbor",
+    "bum_rate": "ixpect.probes.bum_rate:BumRate",
+    "ether_type": "ixpect.probes.ether_type:EtherType",
+    "ipv6_bogon": "ixpect.probes.bogon:Ipv6Bogon",
+    "ipv6_neighbor": "ixpect.probes.neighbor:Ipv6Neighbor",
+    "ipv6_router": "ixpect.probes.ipv6_router:Ipv6Router",
+    "stp": "ixpect.probes.stp:Stp",
+}
+
+HANDLERS = ("frame", "arp", "nd", "llc", "other")
+
+
+class Probe:
+    deadline = float("inf")
+
+    def __init__(self, cfg: dict, emit: Emit):
+        self.emit = emit
+        self.configure(cfg)
+
+    def configure(self, cfg: dict) -> None:
+        """(Re)apply configuration; learned state survives (SIGHUP reload)."""
+
+    def tick(self, now: float) -> None:
+        """Called once frame time has reached `deadline`."""
+
+    def flush(self, now: float) -> None:
+        """End of input: report what a window in progress has seen so far."""
+
+
+def probe_class(name: str) -> type[Probe]:
+    module, _, cls = KINDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,56 @@
+"""arp_bogon / ipv6_bogon: ARP and neighbor discovery for addresses outside the LAN's prefixes."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+from ixpect.decode import ND_NS
+from ixpect.events import mac
+from ixpect.prefixes import Prefixes
+from ixpect.probes import Probe
+
+_ANY4 = bytes(4)
+_ANY6 = bytes(16)
+
+
+class ArpBogon(Probe):
+    def configure(self, cfg: dict) -> None:
+        self.prefixes = Prefixes(cfg.get("prefixes", ()))
+        self.inside = self.prefixes.inside
+
+    def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
+        if spa in self.inside and tpa in self.inside:
+            return
+        if spa != _ANY4 and spa not in self.prefixes:  # an ARP probe (0.0.0.0) is no bogon
+            self.emit("ARP_BOGON_SOURCE", ts, {"mac_addr_source": mac(buf[6:12]),
+                                               "ip4_addr_source": str(IPv4Address(spa))}, buf)
+        if tpa not in self.prefixes:
+            self.emit("ARP_BOGON_TARGET", ts, {"mac_addr_source": mac(buf[6:12]),
+                                               "ip4_addr_target": str(IPv4Address(tpa))}, buf)
+
+
+def _link_local(a: bytes) -> bool:
+    return a[0] == 0xFE and a[1] & 0xC0 == 0x80
+
+
+class Ipv6Bogon(Probe):
+    """Checks the source and target of neighbor solicitations and advertisements;
+    the unspecified source of duplicate address detection is never a bogon."""
+
+    def configure(self, cfg: dict) -> None:
+        self.prefixes = Prefixes(cfg.get("prefixes", ()))
+        self.inside = self.prefixes.inside
+        self.ignore_link_local = cfg.get("ignore_link_local", True)
+
+    def _bogon(self, a: bytes) -> bool:
+        return not (self.ignore_link_local and _link_local(a)) and a not in self.prefixes
+
+    def nd(self, ts, buf, kind, src, target, lladdr) -> None:
+        if kind < ND_NS or (src in self.inside and target in self.inside):
+            return
+        if src != _ANY6 and self._bogon(src):
+            self.emit("IPV6_BOGON_SOURCE", ts, {"mac_addr_source": mac(buf[6:12]),
+                                                "ip6_addr_source": str(IPv6Address(src))}, buf)
+        if self._bogon(target):
+            self.emit("IPV6_BOGON_TARGET", ts, {"mac_addr_source": mac(buf[6:12]),
+                                                "ip6_addr_target": str(IPv6Address(target))}, buf)

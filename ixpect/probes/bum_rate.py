@@ -1,0 +1,57 @@
+"""bum_rate: broadcast, multicast and unicast frames per source MAC per window.
+
+A monitor port sees the LAN's flooded traffic only, so every unicast frame not
+meant for it is unknown unicast: all three classes are floods worth counting.
+Windows are tumbling, in frame time, and evaluated when they end.
+"""
+
+from __future__ import annotations
+
+from ixpect.events import mac
+from ixpect.probes import Probe
+
+_BROADCAST = b"\xff" * 6
+_CLASSES = ("broadcast", "multicast", "unicast")
+
+
+class BumRate(Probe):
+    deadline = 0.0  # the first frame opens the first window
+
+    def __init__(self, cfg: dict, emit):
+        self.counts = {c: {} for c in _CLASSES}
+        super().__init__(cfg, emit)
+
+    def configure(self, cfg: dict) -> None:
+        self.window = cfg["window"]
+        self.thresholds = {c: t for c, t in cfg.get("thresholds", {}).items() if t is not None}
+        self.broadcast, self.multicast, self.unicast = (self.counts[c] for c in _CLASSES)
+
+    def frame(self, ts: float, buf: bytes) -> None:
+        if buf[0] & 1:
+            counts = self.broadcast if buf[:6] == _BROADCAST else self.multicast
+        else:
+            counts = self.unicast
+        src = buf[6:12]
+        counts[src] = counts.get(src, 0) + 1
+
+    def tick(self, now: float) -> None:
+        if self.deadline:
+            self._evaluate(self.deadline)
+            self.deadline += self.window * ((now - self.deadline) // self.window + 1)
+        else:
+            self.deadline = now + self.window
+
+    def flush(self, now: float) -> None:
+        self._evaluate(now)
+
+    def _evaluate(self, end: float) -> None:
+        window = int(self.window) if self.window == int(self.window) else self.window
+        for cls, counts in self.counts.items():
+            threshold = self.thresholds.get(cls)
+            if threshold is not None:
+                for src, count in counts.items():
+                    if count > threshold:
+                        self.emit(f"BUM_RATE_{cls.upper()}_EXCEEDED", end, {
+                            "mac_addr_source": mac(src), "count": count,
+                            "threshold": threshold, "window": window}, None)
+            counts.clear()

@@ -1,0 +1,100 @@
+"""arp_neighbor / ipv6_neighbor: who answers for which address.
+
+Both compare an (address, MAC) pair a frame announces with the static resolutions
+(several MACs may own one address: LAG, router migration) and, with dynamic
+learning, with the first MAC seen for an address. An address that is neither static
+nor learnable (dynamic learning off, or outside the probe's optional `prefixes`) is
+UNKNOWN: nobody vouches for it. Pairs once found correct are
+remembered, so the steady state costs one set lookup per frame.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from ixpect.decode import ND_NA, ND_NS
+from ixpect.events import mac
+from ixpect.prefixes import Prefixes
+from ixpect.probes import Probe
+
+_ANY4 = bytes(4)
+_ANY6 = bytes(16)
+
+
+class _Neighbor(Probe):
+    prefix: str  # event type prefix
+    key: str  # event data key of the address
+    text: type  # IPv4Address or IPv6Address
+
+    def __init__(self, cfg: dict, emit):
+        self.dynamic: dict[bytes, bytes] = {}  # address -> first MAC seen
+        super().__init__(cfg, emit)
+
+    def configure(self, cfg: dict) -> None:
+        self.static: dict[bytes, set[bytes]] = {}
+        for entry in cfg.get("static_resolutions", ()):
+            self.static.setdefault(ip_address(entry["ip"]).packed, set()).add(
+                bytes.fromhex(entry["mac"].replace(":", "")))
+        self.dynamic_enable = cfg.get("dynamic_enable", False)
+        self.learnable = Prefixes(cfg["prefixes"]) if "prefixes" in cfg else None
+        self.good: set[bytes] = set()  # address + MAC pairs already found correct
+
+    def learn(self, ts: float, buf: bytes, addr: bytes, hw: bytes, pair: bytes) -> None:
+        """Judge a pair not yet known good; `pair` is addr + hw."""
+        expected = self.static.get(addr)
+        if expected is not None:
+            if hw in expected:
+                self.good.add(pair)
+            else:
+                self._report("SPOOFED_STATIC", ts, buf, addr, hw, sorted(expected))
+        elif not self.dynamic_enable or (self.learnable is not None and addr not in self.learnable):
+            self._report("UNKNOWN", ts, buf, addr, hw)
+        else:
+            learned = self.dynamic.get(addr)
+            if learned is None:
+                self.dynamic[addr] = hw
+                self.good.add(pair)
+                self._report("NEW_DYNAMIC", ts, buf, addr, hw)
+            elif learned == hw:
+                self.good.add(pair)
+            else:
+                self._report("SPOOFED_DYNAMIC", ts, buf, addr, hw, [learned])
+
+    def _report(self, what: str, ts, buf, addr, hw, expected=None) -> None:
+        data = {self.key: str(self.text(addr)), "mac_addr": mac(hw)}
+        if expected is not None:
+            data["mac_addr_expected"] = [mac(m) for m in expected]
+        self.emit(f"{self.prefix}_{what}", ts, data, buf)
+
+
+class ArpNeighbor(_Neighbor):
+    """Learns from the ARP sender pair; an ARP probe (sender 0.0.0.0) teaches nothing."""
+
+    prefix, key, text = "ARP_NEIGHBOR", "ip4_addr", IPv4Address
+
+    def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
+        pair = spa + sha
+        if pair not in self.good and spa != _ANY4:
+            self.learn(ts, buf, spa, sha, pair)
+
+
+class Ipv6Neighbor(_Neighbor):
+    """Learns from NS source + source link-layer option and NA target + target
+    link-layer option; duplicate address detection (source ::) teaches nothing."""
+
+    prefix, key, text = "IPV6_NEIGHBOR", "ip6_addr", IPv6Address
+
+    def nd(self, ts, buf, kind, src, target, lladdr) -> None:
+        if lladdr is None:
+            return
+        if kind == ND_NS:
+            if src == _ANY6:
+                return
+            addr = src
+        elif kind == ND_NA:
+            addr = target
+        else:
+            return
+        pair = addr + lladdr
+        if pair not in self.good:
+            self.learn(ts, buf, addr, lladdr, pair)

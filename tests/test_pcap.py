@@ -1,0 +1,74 @@
+"""The capture file reader: pcap (both byte orders, us and ns) and pcapng, damage handling."""
+
+import struct
+
+import pytest
+from scapy.layers.l2 import Ether
+from scapy.utils import PcapNgWriter, wrpcap
+
+from ixpect.pcap import PcapError, frames
+
+F1 = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / (b"a" * 50))
+F2 = bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / (b"b" * 50))
+
+
+def classic(order: str, nano: bool, linktype: int = 1, records=((1.5, F1), (2.25, F2))) -> bytes:
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)
+    for t, f in records:
+        sec = int(t)
+        frac = round((t - sec) * (1e9 if nano else 1e6))
+        out += struct.pack(order + "IIII", sec, frac, len(f), len(f)) + f
+    return out
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nano", [False, True])
+def test_classic_pcap(tmp_path, order, nano):
+    p = tmp_path / "x.pcap"
+    p.write_bytes(classic(order, nano))
+    assert list(frames(p)) == [(1.5, F1), (2.25, F2)]
+
+
+def test_scapy_written_pcap(tmp_path):
+    pkt = Ether(F1)
+    pkt.time = 1761426000.123456
+    wrpcap(str(tmp_path / "s.pcap"), [pkt])
+    ((t, f),) = frames(tmp_path / "s.pcap")
+    assert f == F1 and abs(t - 1761426000.123456) < 1e-6
+
+
+def test_pcapng(tmp_path):
+    p = tmp_path / "x.pcapng"
+    w = PcapNgWriter(str(p))
+    for t, f in ((1761426000.5, F1), (1761426001.75, F2)):
+        pkt = Ether(f)
+        pkt.time = t
+        w.write(pkt)
+    w.close()
+    got = list(frames(p))
+    assert [f for _, f in got] == [F1, F2]
+    assert [round(t, 6) for t, _ in got] == [1761426000.5, 1761426001.75]
+
+
+def test_truncated_record_yields_what_came_before(tmp_path):
+    p = tmp_path / "t.pcap"
+    p.write_bytes(classic("<", False)[:-10])
+    it = frames(p)
+    assert next(it) == (1.5, F1)
+    with pytest.raises(PcapError, match="truncated or corrupt record"):
+        next(it)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"\x00\x01", "too short"),
+    (b"GIF89a" + bytes(30), "not a pcap or pcapng file"),
+    (classic("<", False, linktype=113), "unsupported link-layer type 113"),
+    (classic("<", False)[:20], "truncated pcap file header"),
+])
+def test_bad_files_raise_clear_errors(tmp_path, content, message):
+    p = tmp_path / "bad.pcap"
+    p.write_bytes(content)
+    with pytest.raises(PcapError, match=message):
+        list(frames(p))
