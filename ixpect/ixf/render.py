@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from ixpect import config
 from ixpect.ixf import IxfError, Problems, schema
 from ixpect.ixf.normalise import Address, Export, link_local, parse_macs
 
@@ -85,8 +86,8 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
         "base": base,
     }
     doc_out = _merge(base, _template(opts.template, ctx))
-    config = _header(ctx, opts, version) + yaml.safe_dump(doc_out, sort_keys=False, allow_unicode=True, width=120)
-    _validate_config(config)
+    text = _header(ctx, opts, version) + yaml.safe_dump(doc_out, sort_keys=False, allow_unicode=True, width=120)
+    _validate_config(text, opts.output)
     table = _table_json(_member_table(lan, macs, problems))
     if opts.strict and problems:
         raise IxfError("--strict: the export has defects that would otherwise be warnings:\n  "
@@ -94,7 +95,7 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
     counts = {"members": len({asn for a in lan for asn in a.owners}),
               "ipv4": sum(a.ip.version == 4 for a in lan), "ipv6": sum(a.ip.version == 6 for a in lan),
               "macs": len(macs), "arp_static": len(static[4]), "nd_static": len(static[6])}
-    return Rendered(config, table, table_path, counts)
+    return Rendered(text, table, table_path, counts)
 
 
 def write(r: Rendered, opts: Options) -> bool:
@@ -291,10 +292,10 @@ def _header(ctx: dict, opts: Options, version: str) -> str:
             "# Replaced on every refresh: edit the base config instead.\n")
 
 
-def _validate_config(text: str) -> None:
-    from ixpect import config
-
-    errors = config.validate(yaml.safe_load(text))
-    if errors:
+def _validate_config(text: str, path: Path) -> None:
+    """Exactly what the daemon will do with the file: parse and validate it."""
+    try:
+        config.load_text(text, str(path), path.parent)
+    except config.ConfigError as e:
         raise IxfError("the rendered config does not validate against schema/ixpect.conf.schema.json:\n  "
-                       + "\n  ".join(errors))
+                       + "\n  ".join(e.errors)) from None
