@@ -67,7 +67,8 @@ def _get(url: str, cache: _Cache | None) -> bytes:
             if r.status_code == 304 and cache:
                 return cache.body()
             if r.status_code != 200:
-                raise IxfError(f"{url}: HTTP {r.status_code} {r.reason}")
+                via = f" (redirected to {r.url})" if r.url != url else ""
+                raise IxfError(f"{url}: HTTP {r.status_code} {r.reason}{via}")
             body = r.content  # reads the whole body; a short read raises here
         except requests.exceptions.SSLError as e:
             raise IxfError(f"{url}: TLS error: {e}") from None
