@@ -176,6 +176,7 @@ probes:
     static_resolutions: [{ip: 37.49.232.250, mac: "02:00:5e:00:01:fa"}]   # the IXP's own router
   arp_bogon:
     prefixes: [185.1.0.0/24]
+  ipv6_neighbor: {enable: false}
 """)
     base.chmod(0o600)
     out = tmp_path / "c.yaml"
@@ -187,6 +188,9 @@ probes:
     assert {"ip": "37.49.232.250", "mac": "02:00:5e:00:01:fa"} in cfg["probes"]["arp_neighbor"]["static_resolutions"]
     assert len(cfg["probes"]["arp_neighbor"]["static_resolutions"]) == 29
     assert cfg["probes"]["arp_bogon"]["prefixes"] == ["185.1.0.0/24", "37.49.232.0/24"]
+    # the probes the export feeds are on, unless the base turns one off
+    assert [cfg["probes"][p]["enable"] for p in ("arp_bogon", "arp_neighbor", "ipv6_bogon", "ipv6_neighbor")] \
+        == [True, True, True, False]
     assert out.stat().st_mode & 0o777 == 0o600  # the base may hold notifier secrets
 
 

@@ -76,6 +76,13 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
     if not macs:
         problems.add("no MAC address in this VLAN: no static neighbor entries, only prefixes and the member table",
                      f"ixp_id {opts.ixp_id} vlan_id {opts.vlan_id}")
+    enable = {}
+    for probe, bogon, f in _NEIGHBOR:
+        enable[probe] = _base_enable(base, probe)
+        enable[bogon] = _base_enable(base, bogon) and bool(prefixes[f])
+        if not prefixes[f] and _base_enable(base, bogon):
+            problems.add(f"no IPv{f} prefix, so {bogon} is disabled (every address would be a bogon); "
+                         f"the base config can add probes.{bogon}.prefixes", f"ixp_id {opts.ixp_id} vlan_id {opts.vlan_id}")
     table_path = opts.output.with_name(opts.output.name.removesuffix(".yaml").removesuffix(".yml") + ".members.json")
     ctx = {
         "ixp": {"id": opts.ixp_id, "shortname": export.infrastructures[opts.ixp_id].shortname},
@@ -83,7 +90,7 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
         "member_table": table_path.name,
         "prefixes4": [str(n) for n in prefixes[4]], "prefixes6": [str(n) for n in prefixes[6]],
         "arp_static": _entries(static[4]), "nd_static": _entries(static[6]),
-        "base": base,
+        "enable": enable, "base": base,
     }
     doc_out = _merge(base, _template(opts.template, ctx))
     text = _header(ctx, opts, version) + yaml.safe_dump(doc_out, sort_keys=False, allow_unicode=True, width=120)
@@ -222,6 +229,11 @@ def _base_section(base: dict, probe: str, key: str) -> list:
     if not isinstance(value, list):
         raise IxfError(f"base config: probes.{probe}.{key}: must be a list")
     return value
+
+
+def _base_enable(base: dict, probe: str) -> bool:
+    """The probes the export feeds are on unless the base config turns them off."""
+    return ((base.get("probes") or {}).get(probe) or {}).get("enable", True) is not False
 
 
 def _base_static(base: dict, probe: str, family: int) -> dict:
