@@ -79,6 +79,10 @@ def test_render_from_server_then_failures_leave_files_untouched(portal, tmp_path
     out_dir.mkdir()
     out = out_dir / "ixpect.conf.yaml"
     url = portal.url + "/old"  # a redirect first, as portals move
+    assert main(["ixf", "list", "--source", url]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ixp_id 5  France-IX MRS",
+        "  vlan_id 5  Peering  37.49.232.0/24 2001:7f8:54:5::/64  members 29  ipv4 29  ipv6 29  macs 28"]
     assert render(capsys, url, out)[:2] == (0, "changed\n")
     good = snapshot(out_dir)
     assert set(good) == {"ixpect.conf.yaml", "ixpect.conf.members.json"}

@@ -59,30 +59,9 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
         problems.add("VLAN not declared in ixp_list, so it brings no prefixes",
                      f"ixp_id {opts.ixp_id} vlan_id {opts.vlan_id}")
     base = _load_base(opts.base)
-    static = {f: _base_static(base, probe, f) for probe, _, f in _NEIGHBOR}
-    prefixes = {f: _base_prefixes(base, bogon, f) for _, bogon, f in _NEIGHBOR}
-    for net in vlan.prefixes:
-        prefixes[net.version].setdefault(net, None)
-    macs: dict[str, set] = {}
-    for a in lan:
-        for m in a.macs:
-            static[a.ip.version].setdefault((a.ip, m), None)
-            macs.setdefault(m, set()).update(a.owners.values())
-        if prefixes[a.ip.version] and not any(a.ip in n for n in prefixes[a.ip.version]):
-            problems.add("address outside the VLAN prefixes (the monitor will report it as a bogon)",
-                         f"{_owners(a)} {a.ip}")
-    for m in sorted(macs):
-        static[6].setdefault((link_local(m), m), None)
-    if not macs:
-        problems.add("no MAC address in this VLAN: no static neighbor entries, only prefixes and the member table",
-                     f"ixp_id {opts.ixp_id} vlan_id {opts.vlan_id}")
-    enable = {}
-    for probe, bogon, f in _NEIGHBOR:
-        enable[probe] = _base_enable(base, probe)
-        enable[bogon] = _base_enable(base, bogon) and bool(prefixes[f])
-        if not prefixes[f] and _base_enable(base, bogon):
-            problems.add(f"no IPv{f} prefix, so {bogon} is disabled (every address would be a bogon); "
-                         f"the base config can add probes.{bogon}.prefixes", f"ixp_id {opts.ixp_id} vlan_id {opts.vlan_id}")
+    where = f"ixp_id {opts.ixp_id} vlan_id {opts.vlan_id}"
+    static, prefixes, macs = _expected(lan, vlan.prefixes, base, problems, where)
+    enable = _enable(base, prefixes, problems, where)
     table_path = opts.output.with_name(opts.output.name.removesuffix(".yaml").removesuffix(".yml") + ".members.json")
     ctx = {
         "ixp": {"id": opts.ixp_id, "shortname": export.infrastructures[opts.ixp_id].shortname},
@@ -103,6 +82,44 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
               "ipv4": sum(a.ip.version == 4 for a in lan), "ipv6": sum(a.ip.version == 6 for a in lan),
               "macs": len(macs), "arp_static": len(static[4]), "nd_static": len(static[6])}
     return Rendered(text, table, table_path, counts)
+
+
+def _expected(lan: list[Address], vlan_prefixes: list, base: dict, problems: Problems, where: str):
+    """Static (ip, mac) entries and prefixes per family (the base's first), and MAC -> owners."""
+    static = {f: _base_static(base, probe, f) for probe, _, f in _NEIGHBOR}
+    prefixes = {f: _base_prefixes(base, bogon, f) for _, bogon, f in _NEIGHBOR}
+    for net in vlan_prefixes:
+        prefixes[net.version].setdefault(net, None)
+    macs: dict[str, set] = {}
+    for a in lan:
+        for m in a.macs:
+            static[a.ip.version].setdefault((a.ip, m), None)
+            macs.setdefault(m, set()).update(a.owners.values())
+        if prefixes[a.ip.version] and not any(a.ip in n for n in prefixes[a.ip.version]):
+            problems.add("address outside the VLAN prefixes (the monitor will report it as a bogon)",
+                         f"{_owners(a)} {a.ip}")
+    for m in sorted(macs):
+        static[6].setdefault((link_local(m), m), None)
+    if not macs:
+        problems.add("no MAC address in this VLAN: no static neighbor entries, only prefixes and the member table",
+                     where)
+    return static, prefixes, macs
+
+
+def _enable(base: dict, prefixes: dict, problems: Problems, where: str) -> dict[str, bool]:
+    """The probes the export feeds are on unless the base config turns them off; a bogon probe
+    without any prefix stays off, since then every address would be a bogon."""
+    def on(probe: str) -> bool:
+        return ((base.get("probes") or {}).get(probe) or {}).get("enable", True) is not False
+
+    enable = {}
+    for probe, bogon, f in _NEIGHBOR:
+        enable[probe] = on(probe)
+        enable[bogon] = on(bogon) and bool(prefixes[f])
+        if on(bogon) and not prefixes[f]:
+            problems.add(f"no IPv{f} prefix, so {bogon} is off (the base config can add probes.{bogon}.prefixes)",
+                         where)
+    return enable
 
 
 def write(r: Rendered, opts: Options) -> bool:
@@ -143,16 +160,20 @@ def write_if_changed(path: Path, text: str, mode: int) -> bool:
 
 def static_pairs(config_text: str) -> set[tuple[str, str]]:
     """The (ip, mac) static entries of a config, for comparing two renders."""
-    doc = yaml.safe_load(config_text) or {}
-    probes = doc.get("probes") or {} if isinstance(doc, dict) else {}
-    return {(str(e.get("ip")), str(e.get("mac"))) for probe, _, _ in _NEIGHBOR
-            for e in (probes.get(probe) or {}).get("static_resolutions") or [] if isinstance(e, dict)}
+    doc = yaml.safe_load(config_text)
+    probes = doc.get("probes") if isinstance(doc, dict) else None
+    pairs = set()
+    for probe, _, _ in _NEIGHBOR:
+        section = probes.get(probe) if isinstance(probes, dict) else None
+        entries = section.get("static_resolutions") if isinstance(section, dict) else None
+        pairs |= {(str(e.get("ip")), str(e.get("mac"))) for e in entries or [] if isinstance(e, dict)}
+    return pairs
 
 
 def _safety_valve(opts: Options, new_text: str) -> None:
     try:
         old = static_pairs(opts.output.read_text())
-    except (FileNotFoundError, yaml.YAMLError, AttributeError):
+    except (FileNotFoundError, yaml.YAMLError):
         return  # first render, or nothing comparable
     dropped = len(old - static_pairs(new_text))
     if old and dropped / len(old) > opts.max_drop and not opts.force:
@@ -229,11 +250,6 @@ def _base_section(base: dict, probe: str, key: str) -> list:
     if not isinstance(value, list):
         raise IxfError(f"base config: probes.{probe}.{key}: must be a list")
     return value
-
-
-def _base_enable(base: dict, probe: str) -> bool:
-    """The probes the export feeds are on unless the base config turns them off."""
-    return ((base.get("probes") or {}).get(probe) or {}).get("enable", True) is not False
 
 
 def _base_static(base: dict, probe: str, family: int) -> dict:
