@@ -186,14 +186,18 @@ _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a numbe
                "object": "a mapping", "array": "a list", "null": "nothing"}
 
 
+_VALUE_NAMES = {str: "string", int: "integer", float: "number"}
+
+
 def _kind(value) -> str:
+    """How an error message names a wrong value."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, (dict, list)):
         return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{ {str: 'string', int: 'integer', float: 'number'}.get(type(value), 'value')} {value!r}"
+    return f"{_VALUE_NAMES.get(type(value), 'value')} {value!r}"
 
 
 def _suggest(word, choices) -> str:
@@ -231,7 +235,8 @@ def _explain(error, plain: Callable[[tuple], str | None]) -> list[tuple[tuple, s
         message = "expected " + " or ".join(_TYPE_NAMES[t] for t in wanted)
         source = plain(path)
         if "string" in wanted and source and _valid_text(source, sub.get("format")):
-            return [(path, f"{message}; YAML reads the unquoted {source} as {'a boolean' if isinstance(value, bool) else 'a number' if value is not None else 'null'}: put it in quotes")]
+            read_as = "a boolean" if isinstance(value, bool) else "null" if value is None else "a number"
+            return [(path, f"{message}; YAML reads the unquoted {source} as {read_as}: put it in quotes")]
         example = f" such as {json.dumps(sub['examples'][0])}" if sub.get("examples") else ""
         return [(path, f"{message}{example}, got {_kind(value)}")]
     if kind == "format":
@@ -328,9 +333,9 @@ def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = N
         raise ConfigError([f"{name}: YAML error: {exc}"]) from None
     finally:
         loader.dispose()
-    lines = _Lines(root)
     if doc is None:
         raise ConfigError([f"{name}:1: (top level): the config is empty"])
+    lines = _Lines(root)
     problems = lines.duplicates + _problems(doc, lines.plain)
     if problems:
         ordered = sorted((lines.line(path), dotted(path), message) for path, message in problems)
