@@ -9,6 +9,7 @@ Public API:
     ConfigError                     raised by load/load_text; .errors is the list of
                                     "NAME:LINE: path.to.key: message" lines, sorted by line
     check_config_main(args) -> int  `ixpect check-config FILE`
+    schema() -> dict                the JSON schema (cached; do not modify)
 
 A loaded config has every schema default filled in (the schema is the only place
 defaults live), durations as float seconds, EtherTypes as integers, MACs in lower
@@ -173,7 +174,7 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema(), format_checker=_FORMATS)
 
 
-def dotted(path: tuple) -> str:
+def _dotted(path: tuple) -> str:
     """`('probes', 'arp_neighbor', 'static_resolutions', 2, 'mac')` ->
     `probes.arp_neighbor.static_resolutions[2].mac`."""
     out = ""
@@ -268,7 +269,7 @@ def _problems(doc, plain: Callable[[tuple], str | None] = lambda path: None) -> 
 
 def validate(doc) -> list[str]:
     """Problems of a parsed config document as "path.to.key: message" lines ([] if valid)."""
-    return sorted(f"{dotted(path)}: {message}" for path, message in _problems(doc))
+    return sorted(f"{_dotted(path)}: {message}" for path, message in _problems(doc))
 
 
 # -- YAML with line numbers -------------------------------------------------------
@@ -338,7 +339,7 @@ def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = N
     lines = _Lines(root)
     problems = lines.duplicates + _problems(doc, lines.plain)
     if problems:
-        ordered = sorted((lines.line(path), dotted(path), message) for path, message in problems)
+        ordered = sorted((lines.line(path), _dotted(path), message) for path, message in problems)
         raise ConfigError([f"{name}:{line}: {where}: {message}" for line, where, message in ordered])
     return _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
 
