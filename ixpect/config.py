@@ -318,10 +318,25 @@ class _Lines:
         return None
 
 
+#: libyaml's parser when available: a rendered config with thousands of entries
+#: parses several times faster. Error reports always come from the pure-Python
+#: parser, whose messages and scalar styles the hints below rely on.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
 def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = None) -> dict:
     """Parse, validate and complete the YAML config `text`; errors are reported as
     `name:LINE: ...`. Relative paths are joined to `base_dir` when given."""
-    loader = yaml.SafeLoader(text)
+    if _FAST_LOADER is not None:
+        try:
+            return _load_text(text, name, base_dir, _FAST_LOADER)
+        except ConfigError:
+            pass  # report it with the exact messages of the pure-Python parser
+    return _load_text(text, name, base_dir, yaml.SafeLoader)
+
+
+def _load_text(text: str, name: str, base_dir, loader_class) -> dict:
+    loader = loader_class(text)
     try:
         root = loader.get_single_node()
         doc = loader.construct_document(root) if root is not None else None
