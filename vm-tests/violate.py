@@ -14,9 +14,8 @@ def frame(kind, mac, claim):
     if kind == "arp-bogon":  # ARP request from an address outside the LAN's prefixes
         return Ether(src=mac, dst=BROADCAST) / ARP(op="who-has", hwsrc=mac, psrc="10.11.12.13", pdst=claim)
     if kind == "router-advertisement":
-        ll = "fe80::" + in6_mactoifaceid(mac)
-        return (Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=ll, dst="ff02::1", hlim=255)
-                / ICMPv6ND_RA() / ICMPv6NDOptSrcLLAddr(lladdr=mac))
+        ip6 = IPv6(src="fe80::" + in6_mactoifaceid(mac), dst="ff02::1", hlim=255)
+        return Ether(src=mac, dst="33:33:00:00:00:01") / ip6 / ICMPv6ND_RA() / ICMPv6NDOptSrcLLAddr(lladdr=mac)
     if kind == "stp":
         return Dot3(src=mac, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP()
     if kind == "ether-type":  # IEEE local experimental EtherType, broadcast

@@ -96,6 +96,7 @@ def render(definitions: str, package: str, outdir: Path) -> dict[str, Path]:
     result = evaluate(definitions, package)
     store = outdir / "store"
     store.mkdir(parents=True, exist_ok=True)
+
     def runnable(line: str) -> str:  # Exec*= lines only: triggers stay opaque store paths
         if not line.startswith("Exec"):
             return line
