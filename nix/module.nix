@@ -36,10 +36,11 @@ let
 
   useIxf = cfg.ixf.url != null;
   stateDir = "/var/lib/ixpect";
-  # The daemons always read this path; it is the validated store file, or a link to
-  # the file that ixpect-ixf renders, so that a config change is a reload, not a restart.
-  configPath = "/etc/ixpect/ixpect.conf.yaml";
   renderedConfig = "${stateDir}/ixpect.conf.yaml";
+  # Without IX-F the daemons read /etc (a link to the validated store file), so that a
+  # rebuild with new settings is a reload, not a restart. With IX-F they read the
+  # rendered file in place, next to the member table the renderer writes beside it.
+  configPath = if useIxf then renderedConfig else "/etc/ixpect/ixpect.conf.yaml";
   socket = "/run/ixpect/notify.sock";
 
   # Build-time validation: a config that `ixpect check-config` rejects fails the build.
@@ -130,7 +131,7 @@ let
   reloadScript = pkgs.writeShellScript "ixpect-ixf-reload" ''
     if [ -e /run/ixpect-ixf/changed ]; then
       rm /run/ixpect-ixf/changed
-      ${config.systemd.package}/bin/systemctl try-reload-or-restart ixpect-capture.service ixpect-notify.service
+      ${config.systemd.package}/bin/systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service
     fi
   '';
 in
@@ -314,8 +315,8 @@ in
       serviceConfig = hardening.ixpect-netns // {
         Type = "oneshot";
         RemainAfterExit = true;
-        ExecStart = "${exe} netns up ${escapeShellArgs netnsArgs}";
-        ExecStop = "${exe} netns down ${escapeShellArgs netnsArgs}";
+        ExecStart = "${exe} netns up ${utils.escapeSystemdExecArgs netnsArgs}";
+        ExecStop = "${exe} netns down ${utils.escapeSystemdExecArgs netnsArgs}";
       };
     };
 
@@ -336,7 +337,7 @@ in
         // {
           NetworkNamespacePath = "/run/netns/${cfg.capture.netns}";
           ExecStart = "${exe} capture ${
-            escapeShellArgs [
+            utils.escapeSystemdExecArgs [
               "--config"
               configPath
               "--interface"
@@ -365,7 +366,7 @@ in
           RuntimeDirectory = "ixpect";
           RuntimeDirectoryMode = "0750";
           ExecStart = "${exe} notify ${
-            escapeShellArgs [
+            utils.escapeSystemdExecArgs [
               "--config"
               configPath
               "--socket"

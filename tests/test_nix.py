@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import render_units  # noqa: E402
 VENV = Path(sys.executable).parent.parent
 HARDENING = json.loads((ROOT / "nix" / "hardening.json").read_text())
 DAEMONS = ("ixpect-capture", "ixpect-notify", "ixpect-ixf")
+RENDERED = "/var/lib/ixpect/ixpect.conf.yaml"
 
 
 def _require(tool: str) -> None:
@@ -253,22 +255,29 @@ def test_security_threshold_can_fail(units):
     assert proc.returncode != 0
 
 
+def argv(exec_line: str) -> list[str]:
+    """An Exec*= line as systemd splits it (the module quotes every argument JSON-style)."""
+    return shlex.split(exec_line)
+
+
 def test_capture_unit_isolation(units):
     _, result = units["ixf"]
     capture = result["services"]["ixpect-capture"]["serviceConfig"]
     assert capture["NetworkNamespacePath"] == "/run/netns/ixpect"
     assert capture["CapabilityBoundingSet"] == capture["AmbientCapabilities"] == ["CAP_NET_RAW"]
     assert capture["RestrictAddressFamilies"] == ["AF_PACKET", "AF_UNIX"]
-    assert capture["ExecStart"] == (f"{VENV}/bin/ixpect capture --config /etc/ixpect/ixpect.conf.yaml "
-                                    "--interface enp3s0f1 --socket /run/ixpect/notify.sock")
+    # With IX-F the daemons read the rendered file in place, beside its member table.
+    assert argv(capture["ExecStart"]) == [f"{VENV}/bin/ixpect", "capture", "--config", RENDERED,
+                                          "--interface", "enp3s0f1", "--socket", "/run/ixpect/notify.sock"]
     notify = result["services"]["ixpect-notify"]["serviceConfig"]
     assert notify["CapabilityBoundingSet"] == [""] and "NetworkNamespacePath" not in notify
-    assert notify["ExecStart"] == (f"{VENV}/bin/ixpect notify --config /etc/ixpect/ixpect.conf.yaml "
-                                   "--socket /run/ixpect/notify.sock --state-dir /var/lib/ixpect")
+    assert argv(notify["ExecStart"]) == [f"{VENV}/bin/ixpect", "notify", "--config", RENDERED,
+                                         "--socket", "/run/ixpect/notify.sock", "--state-dir", "/var/lib/ixpect"]
     for unit in ("ixpect-capture", "ixpect-notify"):
         assert result["services"][unit]["serviceConfig"]["ExecReload"] == "/usr/bin/kill -HUP $MAINPID"
     netns = result["services"]["ixpect-netns"]
-    assert netns["serviceConfig"]["ExecStart"] == f"{VENV}/bin/ixpect netns up --name ixpect --interface enp3s0f1"
+    assert argv(netns["serviceConfig"]["ExecStart"]) == [f"{VENV}/bin/ixpect", "netns", "up", "--name", "ixpect",
+                                                         "--interface", "enp3s0f1"]
     assert result["services"]["ixpect-capture"]["bindsTo"] == ["ixpect-netns.service"]
 
 
@@ -293,14 +302,14 @@ def test_ixf_timer_renders_and_reloads_only_on_change(units):
     ixf = result["services"]["ixpect-ixf"]["serviceConfig"]
     assert ixf["Type"] == "oneshot" and ixf["ExecStartPost"].startswith("+")
     assert result["timers"]["ixpect-ixf"]["timerConfig"]["OnUnitInactiveSec"] == "1h"
-    assert result["etc"]["ixpect/ixpect.conf.yaml"] == "/var/lib/ixpect/ixpect.conf.yaml"
+    assert result["etc"]["ixpect/ixpect.conf.yaml"] == RENDERED
     store = files["ixpect-capture.service"].parent / "store"
     render = (store / "ixpect-ixf-render").read_text()
     assert f"{VENV}/bin/ixpect ixf render --source https://ix.example.net/ixf.json --ixp-id 0 --vlan-id 2" in render
     assert "--output /var/lib/ixpect/ixpect.conf.yaml" in render
     assert 'if [ "$result" = changed ]; then' in render
     reload = (store / "ixpect-ixf-reload").read_text()
-    assert "systemctl try-reload-or-restart ixpect-capture.service ixpect-notify.service" in reload
+    assert "systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service" in reload
     # Daemons wait for the first render.
     for unit in ("ixpect-capture", "ixpect-notify"):
         assert "ixpect-ixf.service" in result["services"][unit]["after"]
@@ -330,17 +339,19 @@ def test_ixf_scripts_reload_exactly_when_changed(units, tmp_path, changed):
     calls = run_reload_script(store, tmp_path, changed)
     assert calls[0].startswith("ixf render --source https://ix.example.net/ixf.json")
     reloads = [c for c in calls if c.startswith("systemctl")]
-    assert reloads == (["systemctl try-reload-or-restart ixpect-capture.service ixpect-notify.service"]
+    assert reloads == (["systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service"]
                        if changed else [])
 
 
 def test_vxlan_capture(units):
     _, result = units["vxlan"]
     netns = result["services"]["ixpect-netns"]
-    assert netns["serviceConfig"]["ExecStart"].endswith(
-        "netns up --name ixp-lan --vxlan-vni 4711 --vxlan-local 198.51.100.7 --vxlan-port 4789")
+    assert argv(netns["serviceConfig"]["ExecStart"])[1:] == [
+        "netns", "up", "--name", "ixp-lan",
+        "--vxlan-vni", "4711", "--vxlan-local", "198.51.100.7", "--vxlan-port", "4789"]
     capture = result["services"]["ixpect-capture"]["serviceConfig"]
-    assert "--interface vxlan4711 " in capture["ExecStart"]
+    assert argv(capture["ExecStart"])[1:] == ["capture", "--config", "/etc/ixpect/ixpect.conf.yaml",
+                                              "--interface", "vxlan4711", "--socket", "/run/ixpect/notify.sock"]
     assert capture["NetworkNamespacePath"] == "/run/netns/ixp-lan"
     assert "network-online.target" in netns["after"]
     assert result["services"]["ixpect-notify"]["environment"] == {"IXPECT_TEMPLATE_DIR": "/etc/ixpect/templates"}

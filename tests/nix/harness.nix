@@ -125,14 +125,20 @@ let
     systemd.outPath = "/usr";
   };
 
-  # nixos/lib/utils.nix, reduced to interface names ([A-Za-z0-9._-]): only "-" is escaped.
-  utils.escapeSystemdPath =
+  utils = {
+    # nixos/lib/utils.nix semantics: JSON-quoted, systemd's % and $ doubled.
+    escapeSystemdExecArgs = args: builtins.concatStringsSep " " (
+      map (a: builtins.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (toString a))) args
+    );
+    # nixos/lib/utils.nix, reduced to interface names ([A-Za-z0-9._-]): only "-" is escaped.
+    escapeSystemdPath =
     s:
     builtins.replaceStrings [ "/" ] [ "-" ] (
       builtins.replaceStrings [ "-" ] [ "\\x2d" ] (
         builtins.elemAt (builtins.match "/*(.*[^/])/*" s) 0
       )
     );
+  };
 
   # Options: every definition must be declared, typed right; defaults fill the rest.
   resolveOptions =
