@@ -78,9 +78,9 @@ def start_lan():
     observer.succeed(
         "sysctl -w net.ipv6.conf.lan.disable_ipv6=1",
         "ip link set lan arp off up",
-        "systemd-run --unit=lan-record tcpdump -i lan -U -w /tmp/lan.pcap",
+        "systemd-run --unit=lan-record tcpdump -i lan -U -Z root -w /tmp/lan.pcap",
     )
-    observer.wait_until_succeeds("test -s /tmp/lan.pcap")
+    observer.wait_until_succeeds("journalctl -u lan-record -o cat | grep -q 'listening on lan'")
     return facts
 
 
@@ -99,10 +99,15 @@ def check_monitor(capture_if):
     # The bounding set is the guarantee; capture may drop CAP_NET_RAW once its socket is open.
     for unit, allowed in (("ixpect-capture", 1 << 13), ("ixpect-notify", 0)):
         pid = monitor.succeed(f"systemctl show -P MainPID {unit}.service").strip()
-        caps = dict(ln.split(":\t") for ln in monitor.succeed(f"grep ^Cap /proc/{pid}/status").splitlines())
+        status = monitor.succeed(f"grep ^Cap /proc/{pid}/status").splitlines()
+        caps = {key: value for key, value in (ln.split(":\t") for ln in status)}
         assert int(caps["CapBnd"], 16) == allowed, f"{unit}: {caps}"
         for kind in ("CapEff", "CapPrm", "CapAmb"):
             assert int(caps[kind], 16) & ~allowed == 0, f"{unit}: {caps}"
+    netns_of = {unit: monitor.succeed(f"readlink /proc/$(systemctl show -P MainPID {unit}.service)/ns/net")
+                for unit in ("ixpect-capture", "ixpect-notify")}
+    assert netns_of["ixpect-capture"] == monitor.succeed(ns + "readlink /proc/self/ns/net")
+    assert netns_of["ixpect-notify"] == monitor.succeed("readlink /proc/1/ns/net")
     # The same exposure bound CI checks offline, here on the real unit.
     monitor.succeed("systemd-analyze security --threshold=20 ixpect-capture.service")
     return monitor.succeed(ns + f"cat /sys/class/net/{capture_if}/address").strip()
