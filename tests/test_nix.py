@@ -45,12 +45,13 @@ def _require(tool: str) -> None:
         pytest.skip(message)
 
 
-@pytest.fixture(autouse=True)
-def nix_instantiate():
+@pytest.fixture
+def nix():
     _require("nix-instantiate")
 
 
 def nix_eval(expr: str):
+    _require("nix-instantiate")
     proc = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -65,7 +66,7 @@ def nix_files() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", nix_files(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_nix_file_parses(path):
+def test_nix_file_parses(path, nix):
     proc = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -386,12 +387,12 @@ def test_static_user(units):
     ('capture.interface = "a"; capture.netnss = "x";', "`services.ixpect.capture.netnss' does not exist"),
     ('capture.interface = "a"; settings.probes = x: x;', "`services.ixpect.settings' is not of type"),
 ])
-def test_bad_options_are_rejected(capture, error):
+def test_bad_options_are_rejected(capture, error, nix):
     with pytest.raises(render_units.NixError, match=re.escape(error)):
         render_units.evaluate(f"{{ services.ixpect = {{ enable = true; {capture} }}; }}", str(VENV))
 
 
-def test_disabled_module_defines_nothing():
+def test_disabled_module_defines_nothing(nix):
     result = render_units.evaluate("{ services.ixpect.capture.interface = \"a\"; }", str(VENV))
     assert result == {"services": {}, "timers": {}, "etc": {}, "users": {}, "packages": []}
 
@@ -406,6 +407,7 @@ def check_config():
 
 
 def build_config(tmp_path, settings: str) -> Path:
+    _require("nix-instantiate")
     result = render_units.evaluate(
         f'{{ services.ixpect = {{ enable = true; capture.interface = "a"; settings = {settings}; }}; }}', str(VENV))
     return render_units.build(result["etc"]["ixpect/ixpect.conf.yaml"], tmp_path)
