@@ -170,6 +170,24 @@ def test_vm_test_script_compiles_and_passes_pyflakes(check):
     assert {"start_lan", "check_monitor", "run_violations", "check_ixf_refresh", "check_silence"} <= called
 
 
+@pytest.mark.parametrize("variant", ["interface", "vxlan"])
+def test_vm_monitor_config_renders(variant, tmp_path, nix):
+    """The VM tests' services.ixpect passes the module's option checks; its units verify."""
+    definitions = f"""
+      let
+        lan = import {ROOT}/vm-tests/lan.nix {{ module = {{ }}; }};
+        m = (import {ROOT}/vm-tests/{variant}.nix {{ module = {{ }}; }}).nodes.monitor;
+        node = if builtins.isFunction m then m {{ config.networking.primaryIPAddress = "192.168.1.3"; }} else m;
+      in {{ services.ixpect = lan.monitor.services.ixpect // node.services.ixpect; }}"""
+    files = render_units.render(definitions, str(VENV), tmp_path)
+    assert sorted(files) == ["ixpect-capture.service", "ixpect-ixf.service", "ixpect-ixf.timer",
+                             "ixpect-netns.service", "ixpect-notify.service"]
+    proc = analyze("verify", "--man=no", *map(str, files.values()))
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+    capture = files["ixpect-capture.service"].read_text()
+    assert f"--interface\" \"{dict(interface='peering', vxlan='vxlan100')[variant]}\"" in capture
+
+
 @pytest.mark.parametrize("script", ["violate.py", "mail_dump.py"])
 def test_vm_helper_programs_pass_flake8(script):
     """writers.writePython3Bin runs exactly this at build time; a finding breaks the VM test."""
