@@ -9,6 +9,7 @@ Public API:
     ConfigError                     raised by load/load_text; .errors is the list of
                                     "NAME:LINE: path.to.key: message" lines, sorted by line
     check_config_main(args) -> int  `ixpect check-config FILE`
+    schema() -> dict                the JSON schema (cached; do not modify)
 
 A loaded config has every schema default filled in (the schema is the only place
 defaults live), durations as float seconds, EtherTypes as integers, MACs in lower
@@ -173,7 +174,7 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema(), format_checker=_FORMATS)
 
 
-def dotted(path: tuple) -> str:
+def _dotted(path: tuple) -> str:
     """`('probes', 'arp_neighbor', 'static_resolutions', 2, 'mac')` ->
     `probes.arp_neighbor.static_resolutions[2].mac`."""
     out = ""
@@ -186,14 +187,18 @@ _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a numbe
                "object": "a mapping", "array": "a list", "null": "nothing"}
 
 
+_VALUE_NAMES = {str: "string", int: "integer", float: "number"}
+
+
 def _kind(value) -> str:
+    """How an error message names a wrong value."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, (dict, list)):
         return "a mapping" if isinstance(value, dict) else "a list"
-    return f"{ {str: 'string', int: 'integer', float: 'number'}.get(type(value), 'value')} {value!r}"
+    return f"{_VALUE_NAMES.get(type(value), 'value')} {value!r}"
 
 
 def _suggest(word, choices) -> str:
@@ -231,7 +236,8 @@ def _explain(error, plain: Callable[[tuple], str | None]) -> list[tuple[tuple, s
         message = "expected " + " or ".join(_TYPE_NAMES[t] for t in wanted)
         source = plain(path)
         if "string" in wanted and source and _valid_text(source, sub.get("format")):
-            return [(path, f"{message}; YAML reads the unquoted {source} as {'a boolean' if isinstance(value, bool) else 'a number' if value is not None else 'null'}: put it in quotes")]
+            read_as = "a boolean" if isinstance(value, bool) else "null" if value is None else "a number"
+            return [(path, f"{message}; YAML reads the unquoted {source} as {read_as}: put it in quotes")]
         example = f" such as {json.dumps(sub['examples'][0])}" if sub.get("examples") else ""
         return [(path, f"{message}{example}, got {_kind(value)}")]
     if kind == "format":
@@ -263,7 +269,7 @@ def _problems(doc, plain: Callable[[tuple], str | None] = lambda path: None) -> 
 
 def validate(doc) -> list[str]:
     """Problems of a parsed config document as "path.to.key: message" lines ([] if valid)."""
-    return sorted(f"{dotted(path)}: {message}" for path, message in _problems(doc))
+    return sorted(f"{_dotted(path)}: {message}" for path, message in _problems(doc))
 
 
 # -- YAML with line numbers -------------------------------------------------------
@@ -312,10 +318,25 @@ class _Lines:
         return None
 
 
+#: libyaml's parser when available: a rendered config with thousands of entries
+#: parses several times faster. Error reports always come from the pure-Python
+#: parser, whose messages and scalar styles the hints below rely on.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
 def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = None) -> dict:
     """Parse, validate and complete the YAML config `text`; errors are reported as
     `name:LINE: ...`. Relative paths are joined to `base_dir` when given."""
-    loader = yaml.SafeLoader(text)
+    if _FAST_LOADER is not None:
+        try:
+            return _load_text(text, name, base_dir, _FAST_LOADER)
+        except ConfigError:
+            pass  # report it with the exact messages of the pure-Python parser
+    return _load_text(text, name, base_dir, yaml.SafeLoader)
+
+
+def _load_text(text: str, name: str, base_dir, loader_class) -> dict:
+    loader = loader_class(text)
     try:
         root = loader.get_single_node()
         doc = loader.construct_document(root) if root is not None else None
@@ -328,12 +349,12 @@ def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = N
         raise ConfigError([f"{name}: YAML error: {exc}"]) from None
     finally:
         loader.dispose()
-    lines = _Lines(root)
     if doc is None:
         raise ConfigError([f"{name}:1: (top level): the config is empty"])
+    lines = _Lines(root)
     problems = lines.duplicates + _problems(doc, lines.plain)
     if problems:
-        ordered = sorted((lines.line(path), dotted(path), message) for path, message in problems)
+        ordered = sorted((lines.line(path), _dotted(path), message) for path, message in problems)
         raise ConfigError([f"{name}:{line}: {where}: {message}" for line, where, message in ordered])
     return _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
 

@@ -1,0 +1,407 @@
+# services.ixpect: the split deployment of DESIGN.md ("Isolation") as NixOS units.
+#
+#   ixpect-netns    oneshot, root, CAP_NET_ADMIN+CAP_SYS_ADMIN: moves the capture
+#                   interface (or a new kernel vxlan device) into an address-less netns
+#   ixpect-capture  inside that netns, CAP_NET_RAW only, AF_PACKET+AF_UNIX only
+#   ixpect-notify   management namespace, no capabilities, sends the notifications
+#   ixpect-ixf      (+ timer) renders the config from the IX-F export and reloads the
+#                   two daemons only when the rendered config changed
+#
+# The hardening of every unit lives in ./hardening.json, shared with the Ansible role.
+{
+  config,
+  lib,
+  pkgs,
+  utils,
+  ...
+}:
+
+let
+  inherit (lib)
+    escapeShellArgs
+    literalExpression
+    mkEnableOption
+    mkIf
+    mkOption
+    mkPackageOption
+    optional
+    optionalAttrs
+    types
+    ;
+
+  cfg = config.services.ixpect;
+  yaml = pkgs.formats.yaml { };
+  hardening = lib.importJSON ./hardening.json;
+  exe = lib.getExe cfg.package;
+
+  useIxf = cfg.ixf.url != null;
+  stateDir = "/var/lib/ixpect";
+  renderedConfig = "${stateDir}/ixpect.conf.yaml";
+  # Without IX-F the daemons read /etc (a link to the validated store file), so that a
+  # rebuild with new settings is a reload, not a restart. With IX-F they read the
+  # rendered file in place, next to the member table the renderer writes beside it.
+  configPath = if useIxf then renderedConfig else "/etc/ixpect/ixpect.conf.yaml";
+  socket = "/run/ixpect/notify.sock";
+
+  # Build-time validation: a config that `ixpect check-config` rejects fails the build.
+  validated =
+    name: value:
+    let
+      file = yaml.generate name value;
+    in
+    pkgs.runCommand name { nativeBuildInputs = [ cfg.package ]; } ''
+      ixpect check-config ${file}
+      cp ${file} $out
+    '';
+
+  staticConfig = validated "ixpect.conf.yaml" cfg.settings;
+  baseConfig = validated "ixpect-base.conf.yaml" cfg.ixf.baseSettings;
+
+  # Name of the capture interface inside the netns; `ixpect netns up --vxlan-vni N`
+  # creates the vxlan device under exactly this name.
+  captureInterface =
+    if cfg.capture.interface != null then
+      cfg.capture.interface
+    else
+      "vxlan${toString cfg.capture.vxlan.vni}";
+
+  netnsArgs =
+    [
+      "--name"
+      cfg.capture.netns
+    ]
+    ++ (
+      if cfg.capture.interface != null then
+        [
+          "--interface"
+          cfg.capture.interface
+        ]
+      else
+        [
+          "--vxlan-vni"
+          (toString cfg.capture.vxlan.vni)
+          "--vxlan-local"
+          cfg.capture.vxlan.localAddress
+          "--vxlan-port"
+          (toString cfg.capture.vxlan.port)
+        ]
+    );
+
+  # What every daemon unit shares: the sandbox, the (dynamic) user and the state dir.
+  daemon =
+    hardening.sandbox
+    // {
+      User = cfg.user;
+      Group = cfg.group;
+      DynamicUser = cfg.dynamicUser;
+      StateDirectory = "ixpect";
+      StateDirectoryMode = "0750";
+    };
+
+  reload = {
+    ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+    Restart = "on-failure";
+    RestartSec = "5s";
+  };
+
+  renderScript = pkgs.writeShellScript "ixpect-ixf-render" ''
+    set -eu
+    result=$(${exe} ixf render ${
+      escapeShellArgs [
+        "--source"
+        cfg.ixf.url
+        "--ixp-id"
+        (toString cfg.ixf.ixpId)
+        "--vlan-id"
+        (toString cfg.ixf.vlanId)
+        "--base"
+        "${baseConfig}"
+        "--output"
+        renderedConfig
+      ]
+    })
+    echo "ixpect ixf render: $result"
+    if [ "$result" = changed ]; then
+      touch /run/ixpect-ixf/changed
+    fi
+  '';
+
+  # Runs as root ("+" prefix) after a successful render; the renderer itself cannot
+  # talk to systemd, and an unchanged export must not disturb the daemons.
+  reloadScript = pkgs.writeShellScript "ixpect-ixf-reload" ''
+    if [ -e /run/ixpect-ixf/changed ]; then
+      rm /run/ixpect-ixf/changed
+      ${config.systemd.package}/bin/systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service
+    fi
+  '';
+in
+{
+  options.services.ixpect = {
+    enable = mkEnableOption "IXpect, the passive monitor for an IXP peering LAN";
+
+    package = mkPackageOption pkgs "ixpect" { };
+
+    settings = mkOption {
+      type = yaml.type;
+      default = { };
+      description = ''
+        IXpect configuration (see schema/ixpect.conf.schema.json), checked with
+        `ixpect check-config` at build time. Used as is unless {option}`ixf.url` is set.
+      '';
+      example = literalExpression ''
+        {
+          probes.arp_neighbor = {
+            enable = true;
+            prefixes = [ "192.0.2.0/24" ];
+          };
+          event.notifiers.log.channels = [ { } ];
+        }
+      '';
+    };
+
+    capture = {
+      netns = mkOption {
+        type = types.str;
+        default = "ixpect";
+        description = "Network namespace that holds the capture interface.";
+      };
+
+      interface = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "enp3s0f1";
+        description = ''
+          Physical interface on the peering LAN. It is moved into the namespace without
+          addresses, with ARP and IPv6 off; do not configure it anywhere else.
+        '';
+      };
+
+      vxlan = mkOption {
+        default = null;
+        description = ''
+          Receive the peering LAN's BUM traffic over VxLAN instead: a kernel vxlan
+          device `vxlan<vni>` is created in the host namespace (its UDP socket stays
+          there) and moved into the capture namespace. Advertising the VTEP (EVPN
+          type-3 route) is the job of the host's BGP speaker.
+        '';
+        type = types.nullOr (
+          types.submodule {
+            options = {
+              vni = mkOption {
+                type = types.ints.between 0 16777215;
+                description = "VxLAN network identifier.";
+              };
+              localAddress = mkOption {
+                type = types.str;
+                example = "198.51.100.7";
+                description = "Local VTEP address, configured on a host interface.";
+              };
+              port = mkOption {
+                type = types.port;
+                default = 4789;
+                description = "UDP port of the VTEP.";
+              };
+            };
+          }
+        );
+      };
+    };
+
+    ixf = {
+      url = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "https://www.example-ix.net/ixf/member-export.json";
+        description = ''
+          IX-F Member Export (URL or file). When set, `ixpect-ixf.timer` renders the
+          config from it and {option}`ixf.baseSettings`, and reloads the daemons only
+          when the result changed; a failed fetch keeps the last good config.
+        '';
+      };
+      ixpId = mkOption {
+        type = types.nullOr types.ints.unsigned;
+        default = null;
+        description = "`ixp_id` of the exchange in the export (`ixpect ixf list` shows it).";
+      };
+      vlanId = mkOption {
+        type = types.nullOr types.ints.unsigned;
+        default = null;
+        description = "`id` of the peering VLAN in the export.";
+      };
+      interval = mkOption {
+        type = types.str;
+        default = "1h";
+        description = "How long to wait after one render before the next (systemd time span).";
+      };
+      baseSettings = mkOption {
+        type = yaml.type;
+        default = cfg.settings;
+        defaultText = literalExpression "config.services.ixpect.settings";
+        description = ''
+          Operator's settings merged under the rendered keys (notifiers, thresholds,
+          extra prefixes); checked with `ixpect check-config` at build time.
+        '';
+      };
+    };
+
+    templateDir = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      description = ''
+        Directory of notification templates replacing the packaged ones; handed to
+        `ixpect notify` as `IXPECT_TEMPLATE_DIR`.
+      '';
+    };
+
+    user = mkOption {
+      type = types.str;
+      default = "ixpect";
+      description = "User the daemons run as (shared by capture, notify and ixf).";
+    };
+    group = mkOption {
+      type = types.str;
+      default = "ixpect";
+      description = "Group the daemons run as.";
+    };
+    dynamicUser = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Allocate {option}`user` dynamically (systemd `DynamicUser=`). When false, a
+        system user `ixpect` is created if {option}`user` is left at its default.
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = (cfg.capture.interface == null) != (cfg.capture.vxlan == null);
+        message = "services.ixpect.capture: set exactly one of `interface` and `vxlan`.";
+      }
+      {
+        assertion = useIxf -> (cfg.ixf.ixpId != null && cfg.ixf.vlanId != null);
+        message = "services.ixpect.ixf: `url` needs `ixpId` and `vlanId`.";
+      }
+    ];
+
+    environment.systemPackages = [ cfg.package ];
+    environment.etc."ixpect/ixpect.conf.yaml".source = if useIxf then renderedConfig else staticConfig;
+
+    users.users = mkIf (!cfg.dynamicUser && cfg.user == "ixpect") {
+      ixpect = {
+        isSystemUser = true;
+        group = cfg.group;
+        description = "IXpect daemons";
+      };
+    };
+    users.groups = mkIf (!cfg.dynamicUser && cfg.group == "ixpect") { ixpect = { }; };
+
+    systemd.services.ixpect-netns = {
+      description = "IXpect capture namespace ${cfg.capture.netns}";
+      wantedBy = [ "multi-user.target" ];
+      # Not BindsTo the device: it leaves the host namespace (and udev's view) on purpose.
+      wants =
+        if cfg.capture.interface != null then
+          [ "sys-subsystem-net-devices-${utils.escapeSystemdPath cfg.capture.interface}.device" ]
+        else
+          [ "network-online.target" ];
+      after =
+        if cfg.capture.interface != null then
+          [ "sys-subsystem-net-devices-${utils.escapeSystemdPath cfg.capture.interface}.device" ]
+        else
+          [ "network-online.target" ];
+      # No mount sandboxing here: a private mount namespace would hide /run/netns/<name>.
+      serviceConfig = hardening.ixpect-netns // {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${exe} netns up ${utils.escapeSystemdExecArgs netnsArgs}";
+        ExecStop = "${exe} netns down ${utils.escapeSystemdExecArgs netnsArgs}";
+      };
+    };
+
+    systemd.services.ixpect-capture = {
+      description = "IXpect capture on ${captureInterface} in namespace ${cfg.capture.netns}";
+      wantedBy = [ "multi-user.target" ];
+      bindsTo = [ "ixpect-netns.service" ];
+      wants = [ "ixpect-notify.service" ] ++ optional useIxf "ixpect-ixf.service";
+      after = [
+        "ixpect-netns.service"
+        "ixpect-notify.service"
+      ] ++ optional useIxf "ixpect-ixf.service";
+      reloadTriggers = optional (!useIxf) staticConfig;
+      serviceConfig =
+        daemon
+        // hardening.ixpect-capture
+        // reload
+        // {
+          NetworkNamespacePath = "/run/netns/${cfg.capture.netns}";
+          ExecStart = "${exe} capture ${
+            utils.escapeSystemdExecArgs [
+              "--config"
+              configPath
+              "--interface"
+              captureInterface
+              "--socket"
+              socket
+            ]
+          }";
+        };
+    };
+
+    systemd.services.ixpect-notify = {
+      description = "IXpect notifier";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ] ++ optional useIxf "ixpect-ixf.service";
+      after = [ "network-online.target" ] ++ optional useIxf "ixpect-ixf.service";
+      reloadTriggers = optional (!useIxf) staticConfig;
+      environment = optionalAttrs (cfg.templateDir != null) {
+        IXPECT_TEMPLATE_DIR = "${cfg.templateDir}";
+      };
+      serviceConfig =
+        daemon
+        // hardening.ixpect-notify
+        // reload
+        // {
+          RuntimeDirectory = "ixpect";
+          RuntimeDirectoryMode = "0750";
+          ExecStart = "${exe} notify ${
+            utils.escapeSystemdExecArgs [
+              "--config"
+              configPath
+              "--socket"
+              socket
+              "--state-dir"
+              stateDir
+            ]
+          }";
+        };
+    };
+
+    systemd.services.ixpect-ixf = mkIf useIxf {
+      description = "IXpect config from the IX-F Member Export";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      serviceConfig =
+        daemon
+        // hardening.ixpect-ixf
+        // {
+          Type = "oneshot";
+          RuntimeDirectory = "ixpect-ixf";
+          ExecStart = "${renderScript}";
+          ExecStartPost = "+${reloadScript}";
+        };
+    };
+
+    systemd.timers.ixpect-ixf = mkIf useIxf {
+      description = "Refresh the IXpect config from the IX-F Member Export";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnUnitInactiveSec = cfg.ixf.interval;
+        # Spread the PoPs' fetches so that they do not hit the export at once.
+        RandomizedDelaySec = "2min";
+      };
+    };
+  };
+}

@@ -1,0 +1,51 @@
+# The ixpect Python application, built from this checkout with its pyproject.toml.
+{
+  lib,
+  python3Packages,
+}:
+
+let
+  version = builtins.head (
+    builtins.match ".*__version__ = \"([^\"]+)\".*" (builtins.readFile ../ixpect/__init__.py)
+  );
+in
+python3Packages.buildPythonApplication {
+  pname = "ixpect";
+  inherit version;
+  pyproject = true;
+
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../pyproject.toml
+      ../README.md
+      ../ixpect
+    ];
+  };
+
+  build-system = [ python3Packages.setuptools ];
+
+  dependencies = with python3Packages; [
+    jinja2
+    jsonschema
+    pyroute2
+    pyyaml
+    requests
+    scapy
+  ];
+
+  # The pytest suite needs root, network namespaces and ../shared test data; it runs
+  # in CI (.ci/run) and the VM tests (flake checks) exercise the installed package.
+  doCheck = false;
+  pythonImportsCheck = [
+    "ixpect"
+    "ixpect.cli"
+  ];
+
+  meta = {
+    description = "Passive hygiene monitor for Internet Exchange peering LANs";
+    license = lib.licenses.mit;
+    mainProgram = "ixpect";
+    platforms = lib.platforms.linux;
+  };
+}

@@ -1,0 +1,256 @@
+# Evaluates nix/module.nix without nixpkgs, for CI (Debian's nix-bin, no nixpkgs).
+#
+# This is a deliberately small stand-in for nixpkgs' lib, pkgs and module system:
+# only the functions the module uses, with the same semantics where it matters
+# (option defaults, submodules, type checks, mkIf/mkMerge, assertions, shell
+# escaping). It is not nixpkgs; README "Deployment with NixOS" says what it cannot prove.
+#
+#   nix-instantiate --eval --strict --json tests/nix/harness.nix \
+#     --arg definitions '{ services.ixpect = { ... }; }' --argstr package /path/to/venv
+{
+  definitions,
+  # prefix with bin/ixpect standing in for the package's store path
+  package,
+  module ? ../../nix/module.nix,
+}:
+
+let
+  inherit (builtins)
+    all
+    attrNames
+    concatLists
+    concatMap
+    filter
+    head
+    isAttrs
+    isList
+    listToAttrs
+    mapAttrs
+    typeOf
+    ;
+
+  mkType = name: check: {
+    _type = "type";
+    inherit name check;
+  };
+
+  types = rec {
+    str = mkType "str" builtins.isString;
+    bool = mkType "bool" builtins.isBool;
+    port = mkType "port" (v: builtins.isInt v && v >= 0 && v <= 65535);
+    path = mkType "path" (
+      v: builtins.isPath v || (builtins.isString v && builtins.substring 0 1 v == "/")
+    );
+    package = mkType "package" (v: isAttrs v && v ? outPath);
+    ints = {
+      unsigned = mkType "unsigned integer" (v: builtins.isInt v && v >= 0);
+      between =
+        lo: hi: mkType "integer between ${toString lo} and ${toString hi}" (v: builtins.isInt v && v >= lo && v <= hi);
+    };
+    nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) // { elemType = t; };
+    submodule = m: mkType "submodule" isAttrs // { inherit (m) options; };
+    # pkgs.formats.yaml's type: anything JSON can hold (YAML is a superset).
+    json = mkType "YAML value" (
+      v:
+      v == null
+      || builtins.elem (typeOf v) [
+        "bool"
+        "int"
+        "float"
+        "string"
+        "path"
+      ]
+      || (isList v && all json.check v)
+      || (isAttrs v && all (n: json.check v.${n}) (attrNames v))
+    );
+  };
+
+  # nixpkgs lib/strings.nix semantics.
+  escapeShellArg =
+    arg:
+    let
+      s = toString arg;
+    in
+    if builtins.match "[[:alnum:],._+:@%/-]+" s == null then
+      "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] s}'"
+    else
+      s;
+
+  lib = {
+    inherit types;
+    mkOption = attrs: attrs // { _type = "option"; };
+    mkEnableOption = name: lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to enable ${name}.";
+    };
+    mkPackageOption = pkgs: name: _: lib.mkOption {
+      type = types.package;
+      default = pkgs.${name};
+    };
+    mkIf = condition: content: {
+      _type = "if";
+      inherit condition content;
+    };
+    literalExpression = text: {
+      _type = "literalExpression";
+      inherit text;
+    };
+    inherit escapeShellArg;
+    escapeShellArgs = args: builtins.concatStringsSep " " (map escapeShellArg args);
+    getExe = p: "${p}/bin/${p.meta.mainProgram}";
+    importJSON = f: builtins.fromJSON (builtins.readFile f);
+    optional = c: x: if c then [ x ] else [ ];
+    optionalAttrs = c: a: if c then a else { };
+  };
+
+  # Store objects the units refer to. Files are real (builtins.toFile); a build
+  # (runCommand) is recorded as JSON and run by render_units.py, PATH from its inputs.
+  pkgs = {
+    formats.yaml = _: {
+      type = types.json;
+      generate = name: value: builtins.toFile name (builtins.toJSON value);
+    };
+    runCommand =
+      name: env: script:
+      builtins.toFile "${name}.stub-build" (
+        builtins.toJSON {
+          inherit name script;
+          path = map (p: "${p}/bin") (env.nativeBuildInputs or [ ]);
+        }
+      );
+    writeShellScript = name: text: builtins.toFile name "#!/bin/bash\n${text}";
+    # Debian's /usr/bin stands in for these store paths.
+    coreutils.outPath = "/usr";
+    systemd.outPath = "/usr";
+  };
+
+  utils = {
+    # nixos/lib/utils.nix semantics: JSON-quoted, systemd's % and $ doubled.
+    escapeSystemdExecArgs = args: builtins.concatStringsSep " " (
+      map (a: builtins.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (toString a))) args
+    );
+    # nixos/lib/utils.nix, reduced to interface names ([A-Za-z0-9._-]): only "-" is escaped.
+    escapeSystemdPath =
+    s:
+    builtins.replaceStrings [ "/" ] [ "-" ] (
+      builtins.replaceStrings [ "-" ] [ "\\x2d" ] (
+        builtins.elemAt (builtins.match "/*(.*[^/])/*" s) 0
+      )
+    );
+  };
+
+  # Options: every definition must be declared, typed right; defaults fill the rest.
+  resolveOptions =
+    path: decls: defs:
+    let
+      at = name: if path == "" then name else "${path}.${name}";
+      unknown = filter (n: !(decls ? ${n})) (attrNames defs);
+    in
+    if unknown != [ ] then
+      throw "The option `${at (head unknown)}' does not exist."
+    else
+      mapAttrs (
+        name: decl:
+        if decl._type or null == "option" then
+          resolveValue (at name) decl (if defs ? ${name} then [ defs.${name} ] else [ ])
+        else
+          resolveOptions (at name) decl (defs.${name} or { })
+      ) decls;
+
+  resolveValue =
+    path: decl: def:
+    let
+      value =
+        if def != [ ] then
+          head def
+        else if decl ? default then
+          decl.default
+        else
+          throw "The option `${path}' is used but not defined.";
+      t = decl.type;
+      sub =
+        if t.name == "submodule" then
+          t
+        else if t ? elemType && t.elemType.name == "submodule" && value != null then
+          t.elemType
+        else
+          null;
+    in
+    if sub != null then
+      resolveOptions path sub.options value
+    else if t.check value then
+      value
+    else
+      throw "The option `${path}' is not of type `${t.name}' (got a ${typeOf value}).";
+
+  # Definitions: mkIf dropped or unwrapped, attrsets merged, lists concatenated.
+  defsOf =
+    d:
+    if d._type or null == "if" then
+      (if d.condition then defsOf d.content else [ ])
+    else
+      [ d ];
+
+  isNode = d: isAttrs d && !(d ? outPath) && !(d ? _type);
+
+  merge =
+    path: ds:
+    if all isNode ds then
+      let
+        names = attrNames (builtins.foldl' (a: d: a // d) { } ds);
+        defsFor = n: concatMap (d: if d ? ${n} then defsOf d.${n} else [ ]) ds;
+      in
+      listToAttrs (
+        concatMap (
+          n:
+          let
+            sub = defsFor n;
+          in
+          if sub == [ ] then
+            [ ]
+          else
+            [
+              {
+                name = n;
+                value = merge "${path}.${n}" sub;
+              }
+            ]
+        ) names
+      )
+    else if all isList ds then
+      concatLists ds
+    else if all (d: d == head ds) ds then
+      head ds
+    else
+      throw "The option `${path}' has conflicting definitions.";
+
+  m = import module { inherit config lib pkgs utils; };
+
+  # The package option points at a real ixpect (a venv), so the units' ExecStart exist.
+  withPackage = definitions // {
+    services.ixpect = definitions.services.ixpect // {
+      package = {
+        outPath = package;
+        meta.mainProgram = "ixpect";
+      };
+    };
+  };
+
+  config = resolveOptions "" m.options withPackage // {
+    systemd.package = pkgs.systemd;
+  };
+
+  out = merge "" (defsOf m.config);
+  failed = filter (a: !a.assertion) (out.assertions or [ ]);
+in
+if failed != [ ] then
+  throw "Failed assertions:\n- ${builtins.concatStringsSep "\n- " (map (a: a.message) failed)}"
+else
+  {
+    services = out.systemd.services or { };
+    timers = out.systemd.timers or { };
+    etc = mapAttrs (_: e: e.source) (out.environment.etc or { });
+    users = out.users or { };
+    packages = out.environment.systemPackages or [ ];
+  }
