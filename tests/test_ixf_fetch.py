@@ -90,7 +90,7 @@ def test_render_from_server_then_failures_leave_files_untouched(portal, tmp_path
     failures = {
         "500": f"error: {url}: HTTP 500 Internal Server Error (redirected to {portal.url}/members.json)",
         "truncated": f"error: {url}: invalid JSON at line 554 column 15: Unterminated string starting at "
-                     f"({len(EXPORT) // 2} bytes received; truncated?)",
+                     f"({len(EXPORT) // 2} bytes; the document ends early: truncated?)",
         # 15 of the 28 MACs go: 15 ARP, 15 ND and 15 EUI-64 link-local entries of 84
         "half": "error: refusing to drop 45 of 84 static entries (54%, limit --max-drop 30%)",
     }

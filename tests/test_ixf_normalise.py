@@ -1,4 +1,4 @@
-"""The normalisation rules of the IX-F renderer, one real-world spelling at a time."""
+"""The IX-F renderer's input rules: JSON parsing, MAC and address spellings, merging, atomic writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from ixpect.ixf import Problems
+from ixpect.ixf import IxfError, Problems
+from ixpect.ixf.fetch import parse
 from ixpect.ixf.normalise import Export, link_local, parse_macs
 from ixpect.ixf.render import write_if_changed
 
@@ -76,3 +77,19 @@ def test_write_if_changed_is_atomic_and_keeps_the_mode(tmp_path):
     assert path.read_text() == "a: 2\n" and path.stat().st_mode & 0o777 == 0o600
     assert path.stat().st_ino != inode  # replaced by rename, never rewritten in place
     assert sorted(os.listdir(tmp_path)) == ["c.yaml"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"", "x: empty response"),
+    (b"<html><body>Please log in</body></html>", "x: got HTML or XML, not JSON (a login or error page?)"),
+    (b'{"version": "1.0",}', "x: invalid JSON at line 1 column 19: Expecting property name enclosed in double "
+                            "quotes (19 bytes)"),
+    (b'{"version": "1.0", "member_list": [', "x: invalid JSON at line 1 column 36: Expecting value "
+                                             "(35 bytes; the document ends early: truncated?)"),
+    (b"[]", "x: top level is a JSON list, not an object"),
+    (b"\xff\xfe{}", "x: not UTF-8 text at byte 0"),
+])
+def test_parse_errors_say_what_arrived(body, message):
+    with pytest.raises(IxfError) as e:
+        parse("x", body)
+    assert str(e.value) == message

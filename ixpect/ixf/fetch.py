@@ -44,13 +44,18 @@ def load(source: str, cache_dir: str | None = None) -> dict:
 def parse(source: str, body: bytes) -> dict:
     if not body.strip():
         raise IxfError(f"{source}: empty response")
+    if body.lstrip()[:1] == b"<":
+        raise IxfError(f"{source}: got HTML or XML, not JSON (a login or error page?)")
     try:
-        doc = json.loads(body.decode("utf-8-sig"))
+        text = body.decode("utf-8-sig")
+        doc = json.loads(text)
     except UnicodeDecodeError as e:
         raise IxfError(f"{source}: not UTF-8 text at byte {e.start}") from None
     except json.JSONDecodeError as e:
+        early = e.msg.startswith("Unterminated") or e.pos >= len(text.rstrip())
+        hint = "; the document ends early: truncated?" if early else ""
         raise IxfError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
-                       f" ({len(body)} bytes received; truncated?)") from None
+                       f" ({len(body)} bytes{hint})") from None
     if not isinstance(doc, dict):
         raise IxfError(f"{source}: top level is a JSON {type(doc).__name__}, not an object")
     return doc
