@@ -139,3 +139,10 @@ def test_connection_and_tls_errors_are_named(tmp_path, capsys, portal):
     code, _, err = render(capsys, portal.url + "/members.json", out)
     assert code == 1 and f"error: {portal.url}/members.json: ConnectionError" in err
     assert not out.exists()
+
+
+def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, capsys, portal):
+    out = tmp_path / "missing-dir" / "c.yaml"
+    code, _, err = render(capsys, portal.url + "/members.json", out)
+    assert code == 1
+    assert err == f"error: {tmp_path / 'missing-dir' / 'c.members.json'}: cannot write: No such file or directory\n"

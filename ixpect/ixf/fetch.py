@@ -37,7 +37,10 @@ def load(source: str, cache_dir: str | None = None) -> dict:
     body = _get(source, cache)
     doc = parse(source, body)
     if cache:
-        cache.store(body)
+        try:
+            cache.store(body)
+        except OSError as e:
+            raise IxfError(f"{e.filename}: cannot write the cache: {e.strerror}") from None
     return doc
 
 

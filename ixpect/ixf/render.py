@@ -139,22 +139,28 @@ def write_if_changed(path: Path, text: str, mode: int) -> bool:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise IxfError(f"{path}: cannot read: {e.strerror}") from None
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise IxfError(f"{path}: cannot write: {e.strerror}") from None
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            os.unlink(tmp)
     return True
 
 
@@ -173,8 +179,10 @@ def static_pairs(config_text: str) -> set[tuple[str, str]]:
 def _safety_valve(opts: Options, new_text: str) -> None:
     try:
         old = static_pairs(opts.output.read_text())
-    except (FileNotFoundError, yaml.YAMLError):
-        return  # first render, or nothing comparable
+    except FileNotFoundError:
+        return  # first render
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise IxfError(f"{opts.output}: cannot read the current config to compare: {e}") from None
     dropped = len(old - static_pairs(new_text))
     if old and dropped / len(old) > opts.max_drop and not opts.force:
         raise IxfError(f"refusing to drop {dropped} of {len(old)} static entries ({dropped / len(old):.0%}, "
