@@ -72,7 +72,8 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
         "enable": enable, "base": base,
     }
     doc_out = _merge(base, _template(opts.template, ctx))
-    text = _header(ctx, opts, version) + yaml.safe_dump(doc_out, sort_keys=False, allow_unicode=True, width=120)
+    text = _header(ctx, opts, version) + yaml.dump(doc_out, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                                                   width=120)
     _validate_config(text, opts.output)
     table = _table_json(_member_table(lan, macs, problems))
     if opts.strict and problems:
@@ -319,6 +320,17 @@ def _merge(base: dict, top: dict) -> dict:
     for k, v in top.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block YAML, but one line per {ip, mac} entry: readable, and a refresh diffs line by line."""
+
+    def represent_dict(self, data):
+        flow = True if set(data) == {"ip", "mac"} else None
+        return self.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
+
+
+_Dumper.add_representer(dict, _Dumper.represent_dict)
 
 
 def _header(ctx: dict, opts: Options, version: str) -> str:
