@@ -132,7 +132,10 @@ def test_decix_comma_joined_macs_are_split(tmp_path, capsys):
               if "," in v.get("mac_address", "") and v.get("vlan_id") == 1 and "ipv4" in v]
     assert len(joined) > 100
     out = tmp_path / "c.yaml"
-    assert render(capsys, IXF / "decix-fra-2016-10-vnonstd.json", 1, 1, out)[0] == 0
+    code, _, err = render(capsys, IXF / "decix-fra-2016-10-vnonstd.json", 1, 1, out)
+    assert code == 0
+    assert ("warning: unknown schema version: '2016.10.22.21' is not one of 0.4, 0.5, 0.6, 0.7, 1.0; "
+            "validated against 0.6, the closest fit\n") in err
     arp = config.load(out)["probes"]["arp_neighbor"]["static_resolutions"]
     for v in joined:
         expected = {m.strip().lower() for m in v["mac_address"].split(",")}

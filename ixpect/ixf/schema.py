@@ -59,7 +59,8 @@ def check(doc: dict, problems: Problems, strict: bool = False) -> str:
         if strict or _is_read(e):
             fatal.append(f"{where}: {_short(e.message)}")
         else:
-            problems.add(f"schema {version}: {_rule(e)} (field not used)", f"{where}: {_short(repr(e.instance), 60)}")
+            value = "" if e.validator == "required" else f": {_short(repr(e.instance), 60)}"
+            problems.add(f"schema {version}: {_rule(e)} (field not used)", where + value)
     if fatal:
         shown = fatal[:20] + ([f"... and {len(fatal) - 20} more"] if len(fatal) > 20 else [])
         raise IxfError(f"export does not match IX-F schema {version} in {len(fatal)} place(s):\n  "
