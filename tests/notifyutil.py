@@ -54,7 +54,7 @@ class Recorder:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with recorder.lock:
                     status = recorder.statuses.pop(0) if recorder.statuses else 200
-                    recorder.requests.append({"method": self.command, "path": self.path, "status": status,
+                    recorder.requests.append({"time": time.monotonic(), "method": self.command, "path": self.path, "status": status,
                                               "headers": dict(self.headers), "body": body})
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
