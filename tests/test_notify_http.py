@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 
 import pytest
 from notifyutil import RETRY, Recorder, arp_batch, wait_until
@@ -103,12 +104,13 @@ def test_alertmanager_labels(server):
     d([spoof, bum])
     (alerts,) = wait_until(lambda: rec.delivered("/api/v2/alerts"), what="the alerts")
     d.close(1)
-    assert alerts[0]["labels"] == {"alertname": "ARP_NEIGHBOR_SPOOFED_STATIC", "source": "ixpect",
+    host = socket.gethostname()
+    assert alerts[0]["labels"] == {"alertname": "ARP_NEIGHBOR_SPOOFED_STATIC", "source": "ixpect", "instance": host,
                                    "mac": "aa:bb:cc:dd:ee:ff", "ip": "192.0.2.1",
                                    "asn": "64500", "member": "Example & Co"}
     assert alerts[0]["startsAt"] == "2025-10-25T21:00:13.123456Z" and "endsAt" not in alerts[0]
     assert alerts[0]["annotations"]["count"] == "3" and alerts[0]["annotations"]["batch_id"] == spoof.id
-    assert alerts[1]["labels"] == {"alertname": "BUM_RATE_BROADCAST_EXCEEDED", "source": "ixpect",
+    assert alerts[1]["labels"] == {"alertname": "BUM_RATE_BROADCAST_EXCEEDED", "source": "ixpect", "instance": host,
                                    "mac": "02:00:00:00:00:01"}
     assert all(isinstance(v, str) for a in alerts for v in (*a["labels"].values(), *a["annotations"].values()))
 

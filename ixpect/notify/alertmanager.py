@@ -2,13 +2,14 @@
 v2 API, so that existing Prometheus routing (per PoP, per team, silences, inhibition)
 serves IXpect too.
 
-Labels identify the alert (alertname = event type, plus the MAC, IP and member it is
-about); counts and times go into annotations so that a repeat updates the same alert.
+Labels identify the alert (alertname = event type, instance = this host so that one
+Alertmanager serves many PoPs, plus the MAC, IP and member it is about); counts and times go into annotations so that a repeat updates the same alert.
 No endsAt is sent: Alertmanager resolves the alert after its resolve_timeout."""
 
 from __future__ import annotations
 
 import json
+import socket
 from urllib.parse import urlsplit
 
 import requests
@@ -25,7 +26,7 @@ _IP = ("ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source", "ip4_addr_t
 
 
 def alert(b: Batch) -> dict:
-    labels = {"alertname": b.type, "source": "ixpect"}
+    labels = {"alertname": b.type, "source": "ixpect", "instance": socket.gethostname()}
     for label, keys in (("mac", _MAC), ("ip", _IP)):
         value = next((b.data[k] for k in keys if k in b.data), None)
         if value is not None:
