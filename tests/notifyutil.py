@@ -41,9 +41,10 @@ def free_port() -> int:
 
 
 class Recorder:
-    """HTTP server recording every request; `statuses` are answered in order, then 200."""
+    """HTTP server recording every request; `statuses` are answered in order, then 200
+    (400 for any body containing `reject`)."""
 
-    def __init__(self, statuses: list[int] | None = None, port: int = 0):
+    def __init__(self, statuses: list[int] | None = None, port: int = 0, reject: bytes | None = None):
         self.requests: list[dict] = []
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
@@ -54,6 +55,8 @@ class Recorder:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with recorder.lock:
                     status = recorder.statuses.pop(0) if recorder.statuses else 200
+                    if reject is not None and reject in body:
+                        status = 400
                     recorder.requests.append({"time": time.monotonic(), "method": self.command, "path": self.path, "status": status,
                                               "headers": dict(self.headers), "body": body})
                 self.send_response(status)

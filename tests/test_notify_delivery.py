@@ -121,6 +121,23 @@ def test_backoff_grows_exponentially_with_jitter():
     assert sum(gaps) < 5.0
 
 
+def test_a_refused_message_does_not_hold_up_the_channel(caplog):
+    rec = Recorder(reject=b"POISON")
+    try:
+        d = Delivery(channels({"http": {"channels": [hook(rec.url)]}}), **RETRY)
+        d([Batch("IXPECT_BAD_PACKET", {"reason": "POISON"}, None, 1.0, 1.0)])
+        later = [arp_batch(f"192.0.2.{i}") for i in range(1, 4)]
+        for batch in later:
+            d([batch])
+        wait_until(lambda: len(rec.delivered()) == 3, what="the later windows")
+        d.close(0.2)
+    finally:
+        rec.close()
+    assert [body["batches"][0]["id"] for body in rec.delivered()] == [b.id for b in later]
+    assert sum(r["status"] == 400 for r in rec.requests) >= 1
+    assert "http[0]: dropped 1 batches (1 events) at shutdown" in caplog.text
+
+
 def test_close_makes_one_last_attempt():
     """SIGTERM path: pending work is tried once more before exit, not after a long backoff."""
     rec = Recorder([500])
@@ -151,7 +168,7 @@ def test_expired_work_is_dropped_with_a_count(tmp_path, caplog):
     dead.close()
     d = Delivery(channels({"http": {"channels": [hook(dead.url)]}}), tmp_path, **RETRY, max_age=0.3)
     d([arp_batch(), arp_batch("192.0.2.9", count=4)])
-    assert len(list(tmp_path.glob("spool/*/*.json"))) == 1
+    wait_until(lambda: list(tmp_path.glob("spool/*/*.json")), what="the spool file")
     wait_until(lambda: "older than max_age" in caplog.text, what="the drop")
     d.close(0.5)
     assert "http[0]: dropped 2 batches (7 events) older than max_age 0s, undelivered" in caplog.text

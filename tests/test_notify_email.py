@@ -43,7 +43,8 @@ class Mailbox:
         return "250 OK"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
-        self.logins.append((mechanism, auth_data.login.decode(), session.ssl is not None))
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        self.logins.append((mechanism, auth_data.login.decode(), tls))
         ok = (auth_data.login, auth_data.password) == (USER.encode(), PASSWORD.encode())
         return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
@@ -56,10 +57,13 @@ def smtp(cert, monkeypatch):
     ctx.load_cert_chain(*cert)
     started = []
 
-    def start(port):
+    def start(port, implicit_tls=False):
         box = Mailbox()
-        ctl = Controller(box, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
-                         authenticator=box.authenticate, auth_required=True, auth_require_tls=True)
+        # aiosmtpd's auth_require_tls knows only STARTTLS; Mailbox records TLS itself
+        tls = ({"ssl_context": ctx, "auth_require_tls": False} if implicit_tls
+               else {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True})
+        ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
+                         auth_required=True, **tls)
         ctl.start()
         started.append(ctl)
         return box
@@ -69,9 +73,9 @@ def smtp(cert, monkeypatch):
         ctl.stop()
 
 
-def email_cfg(port, password=PASSWORD, **channel):
-    return {"email": {"smtp": {"host": "127.0.0.1", "port": port, "encryption": "starttls",
-                               "auth": {"mechanism": "plain", "user": USER, "pass": password}},
+def email_cfg(port, password=PASSWORD, encryption="starttls", mechanism="plain", **channel):
+    return {"email": {"smtp": {"host": "127.0.0.1", "port": port, "encryption": encryption,
+                               "auth": {"mechanism": mechanism, "user": USER, "pass": password}},
                       "from": "IXpect <ixpect@ix.example>",
                       "channels": [{"to": ["noc@ix.example", "peering@ix.example"], "events": [], **channel}]}}
 
@@ -110,6 +114,18 @@ def test_mail_per_type_with_parts_and_pcap(smtp, tmp_path):
     _, _, stp_mail = mails["[IXpect] STP_PACKET_FOUND triggered in 1 batches"]
     assert list(stp_mail.iter_attachments()) == []  # no sample frame, no attachment
     assert "mac_addr_destination=01:80:c2:00:00:00" in stp_mail.get_body(("plain",)).get_content()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_implicit_tls_and_auth_login(smtp):
+    port = free_port()
+    box = smtp(port, implicit_tls=True)
+    d = Delivery(channels(email_cfg(port, encryption="tls", mechanism="login")), **RETRY)
+    d([arp_batch()])
+    wait_until(lambda: box.mails, what="the mail")
+    d.close(1)
+    assert box.logins == [("LOGIN", USER, True)]
+    assert box.mails[0][2]["Subject"] == "[IXpect] ARP_NEIGHBOR_SPOOFED_STATIC triggered in 1 batches"
 
 
 def test_server_down_then_up_delivers_every_batch_once(smtp, tmp_path, caplog):

@@ -1,12 +1,15 @@
 """Delivery: hands every finished window to every channel without ever blocking the
 caller, and keeps each unit of work until its destination has taken it.
 
-Each channel has its own worker thread and queue, so a dead mail relay delays only
-mail. A failed send is retried with exponential backoff and jitter (retry_initial ..
-retry_max). With a state directory every pending unit is also a JSON file in
-`<state_dir>/spool/<channel key>/` (written atomically, deleted once delivered,
-re-queued on the next start), so neither a restart nor a crash loses batches; work
-older than max_age is dropped and logged with a count."""
+The caller only enqueues; a router thread splits the window per channel (filter, then
+the notifier's messages) and spools each unit; each channel has its own worker thread
+and queue, so a dead mail relay delays only mail. A failed send is retried with
+exponential backoff and jitter (retry_initial .. retry_max) and moves behind the
+channel's other pending units, so that one message a destination keeps refusing
+cannot hold up the rest. With a state directory every pending unit is also a JSON
+file in `<state_dir>/spool/<channel key>/` (written atomically, deleted once
+delivered, re-queued on the next start), so neither a restart nor a crash loses
+batches; work older than max_age is dropped and logged with a count."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import base64
 import json
 import logging
 import os
+import queue
 import random
 import threading
 import time
@@ -110,6 +114,10 @@ class Worker(threading.Thread):
             if self._send(job):
                 attempt = 0
                 continue
+            with self.cond:  # retry it after the others
+                if job in self.jobs:
+                    self.jobs.remove(job)
+                    self.jobs.append(job)
             delay = min(self.delivery.retry_max, self.delivery.retry_initial * 2 ** attempt)
             delay *= random.uniform(0.5, 1.0)
             attempt += 1
@@ -178,6 +186,9 @@ class Delivery:
         self.workers = [Worker(ch, self.spool / ch.key if self.spool else None, self) for ch in chans]
         if self.spool is not None:
             self._recover()
+        self.inbox: queue.Queue[tuple[list[Batch], float] | None] = queue.Queue()
+        self.router = threading.Thread(target=self._route, name="notify router", daemon=True)
+        self.router.start()
         for w in self.workers:
             w.start()
 
@@ -190,11 +201,19 @@ class Delivery:
                                  if k in ("retry_initial", "retry_max", "max_age")})
 
     def __call__(self, batches: list[Batch]) -> None:
-        now = time.time()
-        for w in self.workers:
-            selected = w.channel.select(batches)
-            for message in w.channel.notifier.messages(selected) if selected else ():
-                w.put(message, now)
+        self.inbox.put((list(batches), time.time()))
+
+    def _route(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            batches, created = item
+            for w in self.workers:
+                try:
+                    selected = w.channel.select(batches)
+                    for message in w.channel.notifier.messages(selected) if selected else ():
+                        w.put(message, created)
+                except Exception:  # a bug here must not silence every channel
+                    log.exception("%s: cannot queue %d batches", w.channel.name, len(batches))
+            self.inbox.task_done()
 
     def test(self) -> None:
         """Send an IXPECT_TEST batch through the normal routing (SIGUSR1)."""
@@ -202,13 +221,15 @@ class Delivery:
         self([Batch("IXPECT_TEST", {}, None, now, now)])
 
     def pending(self) -> int:
-        """Units not yet delivered, over all channels."""
-        return sum(len(w.jobs) for w in self.workers)
+        """Windows not yet routed plus units not yet delivered, over all channels."""
+        return self.inbox.unfinished_tasks + sum(len(w.jobs) for w in self.workers)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers after one last attempt at everything pending, within
         `timeout` seconds; what is left stays in the spool."""
         deadline = time.monotonic() + timeout
+        self.inbox.put(None)  # route (and spool) every window handed over so far
+        self.router.join(timeout)
         for w in self.workers:
             with w.cond:
                 w.closing = True

@@ -14,7 +14,7 @@ from email.utils import formatdate, make_msgid
 
 from ixpect.events import Batch
 from ixpect.notify import Notifier, by_type, secret
-from ixpect.notify.render import Templates
+from ixpect.notify.render import Templates, render
 from ixpect.pcapwrite import pcap
 
 TIMEOUT = 30.0
@@ -33,19 +33,19 @@ class EmailNotifier(Notifier):
         self.secrets = (self.password,) if self.password else ()
         self.sender = cfg["from"]
         self.to = list(channel["to"])
-        self.templates = templates
+        self.subject, self.text, self.html = map(templates.get, ("subject.txt", "email.txt", "email.html"))
 
     messages = staticmethod(by_type)
 
     def message(self, batches: list[Batch]) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = self.templates.render("subject.txt", batches).strip()
+        msg["Subject"] = render(self.subject, batches).strip()
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
         msg["Date"] = formatdate(time.time(), usegmt=True)
         msg["Message-ID"] = make_msgid("ixpect", domain=self.sender.rpartition("@")[2].strip("> ") or None)
-        msg.set_content(self.templates.render("email.txt", batches))
-        msg.add_alternative(self.templates.render("email.html", batches), subtype="html")
+        msg.set_content(render(self.text, batches))
+        msg.add_alternative(render(self.html, batches), subtype="html")
         for b in batches:
             if b.sample is not None:
                 msg.add_attachment(pcap([(b.first, b.sample)]), maintype="application",

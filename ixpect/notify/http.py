@@ -7,7 +7,7 @@ import requests
 
 from ixpect.events import Batch
 from ixpect.notify import Notifier, url_secrets
-from ixpect.notify.render import Templates
+from ixpect.notify.render import Templates, render
 
 
 class HttpNotifier(Notifier):
@@ -20,14 +20,13 @@ class HttpNotifier(Notifier):
         self.timeout = float(channel.get("timeout", 10.0))
         path = channel.get("template")
         self.template = templates.load(path) if path else templates.get("http.json")
-        self.templates = templates
         # header values carry tokens (Authorization, X-Api-Key ...), the URL may too;
         # very short values are left alone, scrubbing them would garble every message
         headers = map(str, (channel.get("headers") or {}).values())
         self.secrets = (*url_secrets(self.url), *(v for v in headers if len(v) >= 6))
 
     def send(self, batches: list[Batch]) -> None:
-        body = self.templates.render(self.template, batches).encode()
+        body = render(self.template, batches).encode()
         r = requests.request(self.method, self.url, data=body, headers=self.headers,
                              verify=self.verify, timeout=self.timeout)
         r.raise_for_status()

@@ -10,7 +10,7 @@ import requests
 
 from ixpect.events import Batch
 from ixpect.notify import Notifier, by_type, secret
-from ixpect.notify.render import Templates
+from ixpect.notify.render import Templates, render
 
 TIMEOUT = 10.0
 
@@ -21,7 +21,7 @@ class MatrixNotifier(Notifier):
         self.token = secret(cfg, "access_token")
         self.secrets = (self.token,)
         self.room = channel["room_id"]
-        self.templates = templates
+        self.text, self.html = templates.get("summary.txt"), templates.get("table.html")
 
     messages = staticmethod(by_type)
 
@@ -32,9 +32,9 @@ class MatrixNotifier(Notifier):
         url = (f"{self.homeserver}/_matrix/client/v3/rooms/{quote(self.room, safe='')}"
                f"/send/m.room.message/{txn}")
         content = {"msgtype": "m.text",
-                   "body": self.templates.render("summary.txt", batches),
+                   "body": render(self.text, batches),
                    "format": "org.matrix.custom.html",
-                   "formatted_body": self.templates.render("table.html", batches)}
+                   "formatted_body": render(self.html, batches)}
         r = requests.put(url, json=content, headers={"Authorization": f"Bearer {self.token}"},
                          timeout=TIMEOUT)
         r.raise_for_status()

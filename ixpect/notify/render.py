@@ -39,6 +39,7 @@ class Templates:
         self.env.filters.update(kv=kv, member=member, mrkdwn=mrkdwn)
 
     def get(self, name: str) -> jinja2.Template:
+        """Loaded when a notifier is built, so that a broken override fails at start."""
         return self.env.get_template(name)
 
     def load(self, path: str) -> jinja2.Template:
@@ -46,9 +47,9 @@ class Templates:
         still include or extend templates by name."""
         return self.env.from_string(Path(path).read_text())
 
-    def render(self, name: str | jinja2.Template, batches: list[Batch]) -> str:
-        template = self.get(name) if isinstance(name, str) else name
-        return template.render(context(batches))
+
+def render(template: jinja2.Template, batches: list[Batch]) -> str:
+    return template.render(context(batches))
 
 
 def context(batches: list[Batch]) -> dict:

@@ -7,7 +7,7 @@ import requests
 
 from ixpect.events import Batch
 from ixpect.notify import Notifier, by_type, secret, url_secrets
-from ixpect.notify.render import Templates
+from ixpect.notify.render import Templates, render
 
 TIMEOUT = 10.0
 
@@ -16,11 +16,11 @@ class SlackNotifier(Notifier):
     def __init__(self, cfg: dict, channel: dict, templates: Templates):
         self.url = secret(channel, "webhook_url")
         self.secrets = url_secrets(self.url)
-        self.templates = templates
+        self.template = templates.get("slack.txt")
 
     messages = staticmethod(by_type)
 
     def send(self, batches: list[Batch]) -> None:
-        text = self.templates.render("slack.txt", batches)
+        text = render(self.template, batches)
         r = requests.post(self.url, json={"text": text}, timeout=TIMEOUT)
         r.raise_for_status()
