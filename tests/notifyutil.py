@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from scapy.layers.l2 import ARP, Ether
@@ -34,6 +37,16 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,7 +57,8 @@ class Recorder:
     """HTTP server recording every request; `statuses` are answered in order, then 200
     (400 for any body containing `reject`)."""
 
-    def __init__(self, statuses: list[int] | None = None, port: int = 0, reject: bytes | None = None):
+    def __init__(self, statuses: list[int] | None = None, port: int = 0, reject: bytes | None = None,
+                 cert: tuple[Path, Path] | None = None):
         self.requests: list[dict] = []
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
@@ -70,7 +84,13 @@ class Recorder:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        if cert is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*cert)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
+        scheme = "https" if cert is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 

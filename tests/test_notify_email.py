@@ -7,29 +7,24 @@ import email
 import email.policy
 import logging
 import ssl
-import subprocess
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from notifyutil import RETRY, arp_batch, free_port, wait_until
+from notifyutil import RETRY, arp_batch, free_port, make_cert, wait_until
 from scapy.utils import rdpcap
 
 from ixpect.events import Batch
 from ixpect.notify import channels
 from ixpect.notify.delivery import Delivery
+from ixpect.pcapwrite import pcap
 
 USER, PASSWORD = "ixpect", "correct-horse-battery"
 
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", d / "key.pem", "-out", d / "cert.pem", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
-    return d / "cert.pem", d / "key.pem"
+    return make_cert(tmp_path_factory.mktemp("tls"))
 
 
 class Mailbox:
@@ -60,10 +55,10 @@ def smtp(cert, monkeypatch):
     def start(port, implicit_tls=False):
         box = Mailbox()
         # aiosmtpd's auth_require_tls knows only STARTTLS; Mailbox records TLS itself
-        tls = ({"ssl_context": ctx, "auth_require_tls": False} if implicit_tls
-               else {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True})
-        ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
-                         auth_required=True, **tls)
+        tls = ({"ssl_context": ctx, "auth_require_tls": False, "auth_required": False} if implicit_tls
+               else {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True,
+                     "auth_required": True})
+        ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate, **tls)
         ctl.start()
         started.append(ctl)
         return box
@@ -116,7 +111,16 @@ def test_mail_per_type_with_parts_and_pcap(smtp, tmp_path):
     assert "mac_addr_destination=01:80:c2:00:00:00" in stp_mail.get_body(("plain",)).get_content()
 
 
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_pcap_writer_round_trips_through_scapy(tmp_path):
+    frames = [arp_batch(f"192.0.2.{i}").sample for i in range(3)]
+    path = tmp_path / "x.pcap"
+    path.write_bytes(pcap([(1761426013.000001 + i, f) for i, f in enumerate(frames)]))
+    pkts = rdpcap(str(path))
+    assert [bytes(p) for p in pkts] == frames
+    assert [float(p.time) for p in pkts] == pytest.approx([1761426013.000001 + i for i in range(3)], abs=1e-6)
+    assert pkts.listname and pkts[0].name == "Ethernet"
+
+
 def test_implicit_tls_and_auth_login(smtp):
     port = free_port()
     box = smtp(port, implicit_tls=True)

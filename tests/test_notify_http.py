@@ -7,7 +7,7 @@ import logging
 import socket
 
 import pytest
-from notifyutil import RETRY, Recorder, arp_batch, wait_until
+from notifyutil import RETRY, Recorder, arp_batch, make_cert, wait_until
 
 from ixpect.events import Batch
 from ixpect.notify import channels
@@ -64,6 +64,28 @@ def test_http_500_then_200_retries_once_and_delivers_once(server, caplog):
     assert len(rec.delivered()) == 1
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 1 and "500 Server Error" in failures[0].getMessage()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_https_verifies_certificates_by_default(tmp_path, monkeypatch, caplog):
+    cert = make_cert(tmp_path)
+    rec = Recorder(cert=cert)
+    try:
+        d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/verified"),
+                                                     http_channel(rec.url + "/unverified", verify_tls=False)]}}),
+                     **RETRY)
+        d([arp_batch()])
+        wait_until(lambda: rec.delivered("/unverified"), what="the unverified channel")
+        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, what="the verification failure")
+        d.close(0.2)
+        assert rec.delivered("/verified") == []
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert[0]))  # trust the server's CA
+        d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/verified")]}}), **RETRY)
+        d([arp_batch()])
+        wait_until(lambda: rec.delivered("/verified"), what="the verified channel")
+        d.close(1)
+    finally:
+        rec.close()
 
 
 def test_http_custom_template(server, tmp_path):

@@ -241,6 +241,8 @@ class Delivery:
     def _recover(self) -> None:
         """Re-queue what a previous run left in the spool, oldest first."""
         by_key = {w.channel.key: w for w in self.workers}
+        for tmp in self.spool.glob("*/.*.tmp"):  # a write cut short: its unit was never queued
+            tmp.unlink()
         for path in sorted(self.spool.glob("*/*.json")):
             try:
                 doc = json.loads(path.read_bytes())
