@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 from itertools import groupby
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,6 +28,30 @@ KINDS = {
     "slack": "ixpect.notify.slack:SlackNotifier",
     "alertmanager": "ixpect.notify.alertmanager:AlertmanagerNotifier",
 }
+
+
+def scrub(text: str, secrets) -> str:
+    for s in sorted(secrets, key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
+
+
+class _Scrubber(logging.Filter):
+    """Keeps secrets out of the HTTP library's own debug lines (it logs request paths,
+    which for webhooks are credentials)."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_scrubber = _Scrubber()
+logging.getLogger("urllib3.connectionpool").addFilter(_scrubber)
 
 
 class Notifier:
@@ -79,9 +104,7 @@ class Channel:
         return [b for b in batches if b.type in self.events]
 
     def scrub(self, text: str) -> str:
-        for s in sorted(self.notifier.secrets, key=len, reverse=True):
-            text = text.replace(s, "***")
-        return text
+        return scrub(text, self.notifier.secrets)
 
 
 def _key(kind: str, channel_cfg: dict) -> str:
@@ -99,6 +122,7 @@ def channels(notifiers: dict, templates_dir: str | None = None) -> list[Channel]
         notifier_cls = getattr(importlib.import_module(module), cls)
         for i, ch in enumerate(cfg.get("channels") or [{}]):
             notifier = notifier_cls(cfg, ch, templates)
+            _scrubber.secrets.update(notifier.secrets)
             key = _key(kind, ch)
             taken = sum(c.key.startswith(key) for c in out)  # same destination twice
             out.append(Channel(f"{kind}[{i}]", ch.get("events"), notifier, f"{key}-{taken}" if taken else key))

@@ -43,7 +43,7 @@ def batch_from_dict(d: dict) -> Batch:
     return Batch(d["type"], d["data"], d["member"], d["first"], d["last"], d["count"], sample, d["id"])
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     """One unit of delivery: the batches of one message of one channel."""
 
@@ -53,7 +53,12 @@ class Job:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __str__(self) -> str:
-        return f"{len(self.batches)} batches ({sum(b.count for b in self.batches)} events)"
+        return counted([self])
+
+
+def counted(jobs: list[Job]) -> str:
+    return (f"{sum(len(j.batches) for j in jobs)} batches "
+            f"({sum(b.count for j in jobs for b in j.batches)} events)")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -148,18 +153,17 @@ class Worker(threading.Thread):
             if job.path is not None:
                 job.path.unlink(missing_ok=True)
         if old:
-            log.error("%s: dropped %d batches (%d events) older than max_age %.0fs, undelivered",
-                      self.channel.name, sum(len(j.batches) for j in old),
-                      sum(b.count for j in old for b in j.batches), self.delivery.max_age)
+            log.error("%s: dropped %s older than max_age %.0fs, undelivered",
+                      self.channel.name, counted(old), self.delivery.max_age)
 
     def _last_pass(self) -> None:
-        """On shutdown: try each pending unit once more, stop at the first failure
-        (the destination is down) or at the deadline."""
+        """On shutdown: try each pending unit once more, until the deadline."""
         with self.cond:
             self._expire()
         for job in list(self.jobs):
-            if time.monotonic() >= self.deadline or not self._send(job):
+            if time.monotonic() >= self.deadline:
                 break
+            self._send(job)
         left = list(self.jobs)
         if not left:
             return
@@ -169,9 +173,7 @@ class Worker(threading.Thread):
                         self.channel.name, len(kept))
         lost = [j for j in left if j.path is None]
         if lost:
-            log.error("%s: dropped %d batches (%d events) at shutdown, undelivered (no state dir)",
-                      self.channel.name, sum(len(j.batches) for j in lost),
-                      sum(b.count for j in lost for b in j.batches))
+            log.error("%s: dropped %s at shutdown, undelivered (no state dir)", self.channel.name, counted(lost))
 
 
 class Delivery:
