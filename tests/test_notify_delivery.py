@@ -3,6 +3,7 @@ servers on loopback as destinations."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -11,7 +12,8 @@ import time
 import pytest
 from notifyutil import RETRY, Recorder, arp_batch, free_port, wait_until
 
-from ixpect.events import Batch
+from ixpect.collector import Collector
+from ixpect.events import Batch, Event
 from ixpect.notify import channels
 from ixpect.notify.delivery import Delivery
 
@@ -230,3 +232,41 @@ def test_from_config(tmp_path, rec):
     d.test()
     wait_until(lambda: rec.delivered(), what="the test batch")
     d.close(1)
+
+
+def test_two_channels_to_one_destination_spool_apart(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/same"
+    chans = channels({"http": {"channels": [hook(url, ["STP_PACKET_FOUND"]), hook(url, ["ETHER_TYPE_VIOLATION"])]}})
+    assert len({c.key for c in chans}) == 2
+    d = Delivery(chans, tmp_path, **RETRY)
+    d(window())
+    d.close(0.2)
+    assert sorted(len(list(p.iterdir())) for p in (tmp_path / "spool").iterdir()) == [1, 1]
+    rec = Recorder(port=port)
+    try:
+        d = Delivery(channels({"http": {"channels": [hook(url, ["STP_PACKET_FOUND"]),
+                                                     hook(url, ["ETHER_TYPE_VIOLATION"])]}}), tmp_path, **RETRY)
+        wait_until(lambda: len(rec.delivered()) == 2, what="both spooled units")
+        d.close(1)
+    finally:
+        rec.close()
+    assert types(rec.delivered()) == ["ETHER_TYPE_VIOLATION", "STP_PACKET_FOUND"]
+
+
+def test_collector_to_webhook(rec):
+    """The capture path's view: events go into the Collector, whose finished window is
+    handed to Delivery; the webhook gets the merged batch with its sample frame."""
+    d = Delivery(channels({"http": {"channels": [hook(rec.url)]}}), **RETRY)
+    collector = Collector(60.0, d)
+    frame = arp_batch().sample
+    for i in range(5):
+        collector.add(Event("ARP_NEIGHBOR_NEW_UNKNOWN", 1000.0 + i, {"ip4_addr": "192.0.2.1",
+                                                                   "mac_addr": "aa:bb:cc:dd:ee:ff"}, frame))
+    collector.tick(1061.0)
+    (body,) = wait_until(lambda: rec.delivered(), what="the window")
+    d.close(1)
+    (batch,) = body["batches"]
+    assert (batch["type"], batch["count"], batch["first"], batch["last"]) == (
+        "ARP_NEIGHBOR_NEW_UNKNOWN", 5, "1970-01-01T00:16:40.000000Z", "1970-01-01T00:16:44.000000Z")
+    assert base64.b64decode(batch["sample"]) == frame

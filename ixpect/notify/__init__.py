@@ -40,7 +40,9 @@ class _Scrubber(logging.Filter):
     """Keeps secrets out of the HTTP library's own debug lines (it logs request paths,
     which for webhooks are credentials)."""
 
-    secrets: set[str] = set()
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
