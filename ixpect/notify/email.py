@@ -39,7 +39,7 @@ class EmailNotifier(Notifier):
 
     def message(self, batches: list[Batch]) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = render(self.subject, batches).strip()
+        msg["Subject"] = " ".join(render(self.subject, batches).split())  # one header line
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
         msg["Date"] = formatdate(time.time(), usegmt=True)

@@ -14,16 +14,15 @@ class HttpNotifier(Notifier):
     def __init__(self, cfg: dict, channel: dict, templates: Templates):
         self.url = channel["url"]
         self.method = channel.get("method", "POST").upper()
-        self.headers = {"Content-Type": channel.get("content_type", "application/json"),
-                        **(channel.get("headers") or {})}
+        headers = {k: str(v) for k, v in (channel.get("headers") or {}).items()}
+        self.headers = {"Content-Type": channel.get("content_type", "application/json"), **headers}
         self.verify = channel.get("verify_tls", True)
         self.timeout = float(channel.get("timeout", 10.0))
         path = channel.get("template")
         self.template = templates.load(path) if path else templates.get("http.json")
         # header values carry tokens (Authorization, X-Api-Key ...), the URL may too;
         # very short values are left alone, scrubbing them would garble every message
-        headers = map(str, (channel.get("headers") or {}).values())
-        self.secrets = (*url_secrets(self.url), *(v for v in headers if len(v) >= 6))
+        self.secrets = (*url_secrets(self.url), *(v for v in headers.values() if len(v) >= 6))
 
     def send(self, batches: list[Batch]) -> None:
         body = render(self.template, batches).encode()
