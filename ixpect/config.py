@@ -1,0 +1,413 @@
+"""The config file: parse, validate against schema/ixpect.conf.schema.json, complete.
+
+Public API:
+    load(path) -> dict              the config of a file, ready to use
+    load_text(text, name="<config>", base_dir=None) -> dict
+                                    the same for YAML text (e.g. a rendered config)
+    validate(doc) -> list[str]      problems of an already parsed document, as
+                                    "path.to.key: message" lines; [] when valid
+    ConfigError                     raised by load/load_text; .errors is the list of
+                                    "NAME:LINE: path.to.key: message" lines, sorted by line
+    check_config_main(args) -> int  `ixpect check-config FILE`
+    schema() -> dict                the JSON schema (cached; do not modify)
+
+A loaded config has every schema default filled in (the schema is the only place
+defaults live), durations as float seconds, EtherTypes as integers, MACs in lower
+case, addresses and prefixes in canonical text form, relative paths joined to the
+config file's directory, and DD-IX spellings rewritten to ours: `pass: {file: P}`
+becomes `pass_file: P` (likewise for every `X` beside an `X_file` key), upper-case
+enum values become lower case, `log: {events: [...]}` becomes a log notifier with
+one channel, and a notifier with `enable: false` is left out (`enable` is
+consumed: every notifier in `event.notifiers` is one to use).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import ipaddress
+import json
+import re
+import sys
+from collections.abc import Callable
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+
+from ixpect import humantime
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "ixpect.conf.schema.json"
+
+
+class ConfigError(Exception):
+    """The config is unusable; `errors` says why, one line per problem."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@functools.cache
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+# -- formats: each checker returns the canonical value or raises ValueError --------
+
+_FORMATS = FormatChecker(formats=())
+_CANONICAL: dict[str, Callable] = {}
+
+
+def _format(name: str, *types: type):
+    """Register a checker for `format: name` on values of `types` (other types are
+    left to the schema's `type` keyword, so a value gets one error, not two)."""
+
+    def register(func):
+        _CANONICAL[name] = func
+        _FORMATS.checks(name, raises=ValueError)(
+            lambda value: not isinstance(value, types) or isinstance(value, bool) or func(value) is not None)
+        return func
+
+    return register
+
+
+@_format("humantime", str)
+def _duration(value: str) -> float:
+    seconds = humantime.parse(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is zero: a duration here must be positive")
+    return seconds
+
+
+@_format("mac", str)
+def _mac(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", value):
+        raise ValueError(f"{value!r} is not a MAC address: write six hex pairs as aa:bb:cc:dd:ee:ff")
+    return value.lower()
+
+
+def _other_family(value: str, family: str, what: str) -> None:
+    """Raise a plain-spoken error if `value` is a `what` of the other IP version."""
+    try:
+        version = ipaddress.ip_network(value, strict=False).version
+    except ValueError:
+        return
+    if f"IPv{version}" != family:
+        raise ValueError(f"{value!r} is an IPv{version} {what}, not an {family} one")
+
+
+def _address(cls, family: str):
+    def canonical(value: str) -> str:
+        try:
+            if "%" in value:
+                raise ValueError("zone indices are not allowed")
+            return str(cls(value))
+        except ValueError as exc:
+            _other_family(value, family, "address")
+            raise ValueError(f"{value!r} is not an {family} address ({exc})") from None
+
+    return canonical
+
+
+def _prefix(cls, family: str, host_length: int):
+    def canonical(value: str) -> str:
+        if "/" not in value:
+            raise ValueError(f"{value!r} is not an {family} prefix: the prefix length is missing "
+                             f"(a single address is {value}/{host_length})")
+        try:
+            return str(cls(value))
+        except ValueError as exc:
+            try:
+                network = cls(value, strict=False)
+            except ValueError:
+                _other_family(value, family, "prefix")
+                raise ValueError(f"{value!r} is not an {family} prefix ({exc})") from None
+            raise ValueError(f"{value!r} has host bits set: the prefix is {network}") from None
+
+    return canonical
+
+
+_format("ipv4", str)(_address(ipaddress.IPv4Address, "IPv4"))
+_format("ipv6", str)(_address(ipaddress.IPv6Address, "IPv6"))
+_format("ipv4-prefix", str)(_prefix(ipaddress.IPv4Network, "IPv4", 32))
+_format("ipv6-prefix", str)(_prefix(ipaddress.IPv6Network, "IPv6", 128))
+
+
+@_format("ether-type", int, str)
+def _ether_type(value: int | str) -> int:
+    if isinstance(value, str):
+        if not re.fullmatch(r"0[xX][0-9a-fA-F]+", value):
+            raise ValueError(f"{value!r} is not an EtherType: write an integer or a hex string such as '0x88cc'")
+        number, shown = int(value, 16), repr(value)
+    else:
+        number, shown = value, f"{value} ({value:#06x})" if value >= 0 else str(value)
+    if 0 <= number < 0x0600:
+        raise ValueError(f"{shown} is an 802.3 length, not an EtherType (EtherTypes are 0x0600..0xffff)")
+    if not 0x0600 <= number <= 0xFFFF:
+        raise ValueError(f"{shown} is out of range: EtherTypes are 0x0600..0xffff")
+    return number
+
+
+@_format("url", str)
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+@_format("mailbox", str)
+def _mailbox(value: str) -> str:
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", parseaddr(value)[1]):
+        raise ValueError(f"{value!r} is not an e-mail address")
+    return value
+
+
+# -- validation and messages ------------------------------------------------------
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(schema(), format_checker=_FORMATS)
+
+
+def _dotted(path: tuple) -> str:
+    """`('probes', 'arp_neighbor', 'static_resolutions', 2, 'mac')` ->
+    `probes.arp_neighbor.static_resolutions[2].mac`."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "object": "a mapping", "array": "a list", "null": "nothing"}
+
+
+_VALUE_NAMES = {str: "string", int: "integer", float: "number"}
+
+
+def _kind(value) -> str:
+    """How an error message names a wrong value."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"{_VALUE_NAMES.get(type(value), 'value')} {value!r}"
+
+
+def _suggest(word, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _valid_text(text: str, fmt: str | None) -> bool:
+    """Whether `text` would be accepted as a string of format `fmt`."""
+    try:
+        _CANONICAL.get(fmt, str)(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _explain(error, plain: Callable[[tuple], str | None]) -> list[tuple[tuple, str]]:
+    """Operator-facing (path, message) pairs for one jsonschema error; `plain(path)`
+    gives the source text of an unquoted YAML scalar, if there is one."""
+    path, kind, value, sub = tuple(error.absolute_path), error.validator, error.instance, error.schema
+    rule = error.validator_value
+    if kind == "additionalProperties":
+        known = sub.get("properties", {})
+        return [(path + (k,), "unknown key" + _suggest(k, known)) for k in value if k not in known]
+    if kind == "required":
+        return [(path, f"missing required key {k!r}") for k in rule if k not in value]
+    if kind == "not" and set(rule) == {"required"}:
+        keys = rule["required"]
+        return [(path + (keys[-1],), f"{' and '.join(keys)} are mutually exclusive: set only one")]
+    if kind == "anyOf" and all(set(alt) == {"required"} for alt in rule):
+        keys = [k for alt in rule for k in alt["required"]]
+        return [(path, f"missing required key: one of {', '.join(map(repr, keys))}")]
+    if kind == "type":
+        wanted = [rule] if isinstance(rule, str) else rule
+        message = "expected " + " or ".join(_TYPE_NAMES[t] for t in wanted)
+        source = plain(path)
+        if "string" in wanted and source and _valid_text(source, sub.get("format")):
+            read_as = "a boolean" if isinstance(value, bool) else "null" if value is None else "a number"
+            return [(path, f"{message}; YAML reads the unquoted {source} as {read_as}: put it in quotes")]
+        example = f" such as {json.dumps(sub['examples'][0])}" if sub.get("examples") else ""
+        return [(path, f"{message}{example}, got {_kind(value)}")]
+    if kind == "format":
+        return [(path, str(error.cause))]
+    if kind == "enum":
+        if "title" in sub:
+            return [(path, f"{value!r} is not a known {sub['title']}" + _suggest(value, rule))]
+        shown: dict = {}
+        for v in rule:  # one spelling of each case-insensitive value: the first listed
+            shown.setdefault(str(v).lower(), v)
+        return [(path, f"{value!r} is not one of: {', '.join(map(str, shown.values()))}")]
+    if kind in ("minItems", "minLength") and rule == 1:
+        return [(path, "must not be empty")]
+    if kind == "uniqueItems":
+        twice = next(v for i, v in enumerate(value) if v in value[:i])
+        return [(path, f"{twice!r} is listed more than once")]
+    if kind == "pattern":
+        example = f" (example: {sub['examples'][0]!r})" if sub.get("examples") else ""
+        return [(path, f"{value!r} does not have the expected form{example}")]
+    return [(path, error.message)]
+
+
+def _problems(doc, plain: Callable[[tuple], str | None] = lambda path: None) -> list[tuple[tuple, str]]:
+    found = []
+    for error in _validator().iter_errors(doc):
+        found += _explain(error, plain)
+    return list(dict.fromkeys(found))
+
+
+def validate(doc) -> list[str]:
+    """Problems of a parsed config document as "path.to.key: message" lines ([] if valid)."""
+    return sorted(f"{_dotted(path)}: {message}" for path, message in _problems(doc))
+
+
+# -- YAML with line numbers -------------------------------------------------------
+
+class _Lines:
+    """Where each path of a composed YAML document is written, and duplicate keys
+    (which YAML would silently resolve to the last one)."""
+
+    def __init__(self, root: yaml.Node | None):
+        self.nodes: dict[tuple, tuple[yaml.Node | None, yaml.Node]] = {}
+        self.duplicates: list[tuple[tuple, str]] = []
+        if root is not None:
+            self._walk(root, (), None)
+
+    def _walk(self, node, path, key):
+        self.nodes[path] = (key, node)
+        if isinstance(node, yaml.MappingNode):
+            first_line = {}
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else None
+                if name in first_line:
+                    self.duplicates.append((path + (name,), f"duplicate key (first at line {first_line[name]})"))
+                else:
+                    first_line[name] = k.start_mark.line + 1
+                self._walk(v, path + (name,), k)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._walk(v, path + (i,), None)
+
+    def line(self, path: tuple) -> int:
+        """The line of the key (for mappings and lists: where the operator wrote
+        the key) or scalar value at `path`, or of the nearest written ancestor."""
+        while path and path not in self.nodes:
+            path = path[:-1]
+        if path not in self.nodes:
+            return 1
+        key, node = self.nodes[path]
+        mark = node.start_mark if key is None or isinstance(node, yaml.ScalarNode) else key.start_mark
+        return mark.line + 1
+
+    def plain(self, path: tuple) -> str | None:
+        key_node = self.nodes.get(path)
+        node = key_node and key_node[1]
+        if isinstance(node, yaml.ScalarNode) and node.style is None and node.tag != "tag:yaml.org,2002:str":
+            return node.value
+        return None
+
+
+def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = None) -> dict:
+    """Parse, validate and complete the YAML config `text`; errors are reported as
+    `name:LINE: ...`. Relative paths are joined to `base_dir` when given."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        doc = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"{mark.line + 1}:" if mark else ""
+        context = f" ({exc.context} at line {exc.context_mark.line + 1})" if exc.context and exc.context_mark else ""
+        raise ConfigError([f"{name}:{line} YAML syntax error: {exc.problem}{context}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{name}: YAML error: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if doc is None:
+        raise ConfigError([f"{name}:1: (top level): the config is empty"])
+    lines = _Lines(root)
+    problems = lines.duplicates + _problems(doc, lines.plain)
+    if problems:
+        ordered = sorted((lines.line(path), _dotted(path), message) for path, message in problems)
+        raise ConfigError([f"{name}:{line}: {where}: {message}" for line, where, message in ordered])
+    return _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
+
+
+def load(path: str | Path) -> dict:
+    """The config file at `path`, ready to use (see the module docstring)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{path}: cannot read the config: {reason}"]) from None
+    return load_text(text, str(path), Path(path).parent)
+
+
+# -- completion: defaults, canonical values, DD-IX spellings ----------------------
+
+def _deref(sub: dict) -> dict:
+    """`sub` with its `$ref` (local `#/$defs/...` only) merged in; siblings win."""
+    while "$ref" in sub:
+        target = schema()["$defs"][sub["$ref"].removeprefix("#/$defs/")]
+        sub = {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+    return sub
+
+
+def _normal(value, sub: dict, base_dir: Path | None):
+    """A completed copy of `value` as described by the schema `sub`."""
+    sub = _deref(sub)
+    if isinstance(value, dict):
+        props = sub.get("properties", {})
+        extra = sub.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            if isinstance(item, dict) and f"{key}_file" in props:  # DD-IX: `pass: {file: PATH}`
+                key, item = f"{key}_file", item["file"]
+            out[key] = item
+        if "events" in out and "channels" in props:  # DD-IX: `log: {events: [...]}`
+            out["channels"] = [{"events": out.pop("events")}]
+        for key, prop in props.items():
+            prop = _deref(prop)
+            if key not in out and "default" in prop:
+                out[key] = copy.deepcopy(prop["default"])
+        return {k: _normal(v, props.get(k, extra if isinstance(extra, dict) else {}), base_dir)
+                for k, v in out.items()}
+    if isinstance(value, list):
+        return [_normal(v, sub.get("items", {}), base_dir) for v in value]
+    fmt = sub.get("format")
+    if fmt == "path":
+        return str(base_dir / value) if base_dir is not None else value
+    if fmt in _CANONICAL:
+        return _CANONICAL[fmt](value)
+    if isinstance(value, str) and "enum" in sub:  # the first listed spelling is canonical
+        return next(v for v in sub["enum"] if isinstance(v, str) and v.lower() == value.lower())
+    return value
+
+
+def _complete(doc: dict, base_dir: Path | None) -> dict:
+    doc = _normal(doc, schema(), base_dir)
+    notifiers = doc["event"]["notifiers"]
+    doc["event"]["notifiers"] = {kind: cfg for kind, cfg in notifiers.items() if cfg.pop("enable")}
+    return doc
+
+
+def check_config_main(args) -> int:
+    """`ixpect check-config FILE`: "FILE: ok" and 0, or every problem on stderr and 1."""
+    try:
+        load(args.file)
+    except ConfigError as exc:
+        print("\n".join(exc.errors), file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok")
+    return 0
