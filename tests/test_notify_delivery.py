@@ -13,6 +13,7 @@ import pytest
 from notifyutil import RETRY, Recorder, arp_batch, free_port, wait_until
 
 from ixpect.collector import Collector
+from ixpect.config import load
 from ixpect.events import Batch, Event
 from ixpect.notify import channels
 from ixpect.notify.delivery import Delivery
@@ -224,14 +225,31 @@ def test_templates_dir_overrides_a_builtin(tmp_path, rec):
     assert rec.delivered() == [{"n": 2, "events": 5}]
 
 
-def test_from_config(tmp_path, rec):
-    d = Delivery.from_config({"collection_window": 60.0, "templates_dir": None,
-                              "delivery": {"retry_initial": 0.01, "retry_max": 0.02, "max_age": 99.0},
-                              "notifiers": {"http": {"channels": [hook(rec.url)]}}}, tmp_path)
-    assert (d.retry_initial, d.retry_max, d.max_age) == (0.01, 0.02, 99.0)
+def test_from_a_config_file(tmp_path, rec):
+    """The config loader's output (defaults filled, durations in seconds, paths
+    relative to the file) drives Delivery as it is."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "http.json").write_text('{"types": {{ types|tojson }}}')
+    conf = tmp_path / "ixpect.conf.yaml"
+    conf.write_text(f"""
+event:
+  templates_dir: templates
+  delivery: {{retry_initial: 10ms, retry_max: 20ms, max_age: 1hour}}
+  notifiers:
+    http:
+      channels:
+        - url: {rec.url}/all
+        - url: {rec.url}/stp
+          events: [STP_PACKET_FOUND]
+""")
+    d = Delivery.from_config(load(conf)["event"], tmp_path / "state")
+    assert (d.retry_initial, d.retry_max, d.max_age) == (0.01, 0.02, 3600.0)
+    d(window())
     d.test()
-    wait_until(lambda: rec.delivered(), what="the test batch")
+    wait_until(lambda: len(rec.delivered()) == 3, what="three requests")
     d.close(1)
+    assert rec.delivered("/all") == [{"types": sorted(b.type for b in window())}, {"types": ["IXPECT_TEST"]}]
+    assert rec.delivered("/stp") == [{"types": ["STP_PACKET_FOUND"]}]
 
 
 def test_two_channels_to_one_destination_spool_apart(tmp_path):
