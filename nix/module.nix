@@ -25,7 +25,7 @@ let
     mkOption
     mkPackageOption
     optional
-    optionalAttrs
+    recursiveUpdate
     types
     ;
 
@@ -54,8 +54,15 @@ let
       cp ${file} $out
     '';
 
-  staticConfig = validated "ixpect.conf.yaml" cfg.settings;
-  baseConfig = validated "ixpect-base.conf.yaml" cfg.ixf.baseSettings;
+  # templateDir is the config key event.templates_dir, so check-config sees it too.
+  withTemplates =
+    settings:
+    if cfg.templateDir == null then
+      settings
+    else
+      recursiveUpdate settings { event.templates_dir = "${cfg.templateDir}"; };
+  staticConfig = validated "ixpect.conf.yaml" (withTemplates cfg.settings);
+  baseConfig = validated "ixpect-base.conf.yaml" (withTemplates cfg.ixf.baseSettings);
 
   # Name of the capture interface inside the netns; `ixpect netns up --vxlan-vni N`
   # creates the vxlan device under exactly this name.
@@ -248,8 +255,8 @@ in
       type = types.nullOr types.path;
       default = null;
       description = ''
-        Directory of notification templates replacing the packaged ones; handed to
-        `ixpect notify` as `IXPECT_TEMPLATE_DIR`.
+        Directory of notification templates replacing the packaged ones, file by
+        file; set as `event.templates_dir` in the config.
       '';
     };
 
@@ -355,9 +362,6 @@ in
       wants = [ "network-online.target" ] ++ optional useIxf "ixpect-ixf.service";
       after = [ "network-online.target" ] ++ optional useIxf "ixpect-ixf.service";
       reloadTriggers = optional (!useIxf) staticConfig;
-      environment = optionalAttrs (cfg.templateDir != null) {
-        IXPECT_TEMPLATE_DIR = "${cfg.templateDir}";
-      };
       serviceConfig =
         daemon
         // hardening.ixpect-notify

@@ -373,7 +373,14 @@ def test_vxlan_capture(units):
                                               "--interface", "vxlan4711", "--socket", "/run/ixpect/notify.sock"]
     assert capture["NetworkNamespacePath"] == "/run/netns/ixp-lan"
     assert "network-online.target" in netns["after"]
-    assert result["services"]["ixpect-notify"]["environment"] == {"IXPECT_TEMPLATE_DIR": "/etc/ixpect/templates"}
+    assert "environment" not in result["services"]["ixpect-notify"]
+
+
+def test_template_dir_becomes_the_config_key(units):
+    _, result = units["vxlan"]
+    build = json.loads(Path(result["etc"]["ixpect/ixpect.conf.yaml"]).read_text())
+    generated = next(p for p in re.findall(r"/nix/store/\S+", json.dumps(build)) if p.endswith("-ixpect.conf.yaml"))
+    assert json.loads(Path(generated).read_text())["event"]["templates_dir"] == "/etc/ixpect/templates"
 
 
 def test_static_config_reloads_instead_of_restarting(units):

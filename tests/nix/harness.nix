@@ -102,6 +102,16 @@ let
     importJSON = f: builtins.fromJSON (builtins.readFile f);
     optional = c: x: if c then [ x ] else [ ];
     optionalAttrs = c: a: if c then a else { };
+    recursiveUpdate =
+      lhs: rhs:
+      lhs
+      // builtins.mapAttrs (
+        name: value:
+        if builtins.isAttrs value && builtins.isAttrs (lhs.${name} or null) then
+          lib.recursiveUpdate lhs.${name} value
+        else
+          value
+      ) rhs;
   };
 
   # Store objects the units refer to. Files are real (builtins.toFile); a build
