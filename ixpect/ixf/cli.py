@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ixpect.ixf import IxfError, Problems, fetch, schema
-from ixpect.ixf.normalise import Export
+from ixpect.ixf.normalise import Export, counts
 from ixpect.ixf.render import Options, render, write
 
 
@@ -29,13 +29,11 @@ def list_main(args) -> int:
         note = "" if ixp.declared else "  (not in ixp_list)"
         print(f"ixp_id {ixp.ixp_id}  {ixp.shortname}{note}")
         for vlan in sorted(ixp.vlans.values(), key=lambda v: v.id):
-            lan = export.lan(ixp.ixp_id, vlan.id)
+            c = counts(export.lan(ixp.ixp_id, vlan.id))
             prefixes = " ".join(str(n) for n in vlan.prefixes) or "no prefixes"
             name = vlan.name if vlan.declared else "(not in ixp_list)"
             print(f"  vlan_id {vlan.id}  {name}  {prefixes}  "
-                  f"members {len({asn for a in lan for asn in a.owners})}  "
-                  f"ipv4 {sum(a.ip.version == 4 for a in lan)}  ipv6 {sum(a.ip.version == 6 for a in lan)}  "
-                  f"macs {len({m for a in lan for m in a.macs})}")
+                  f"members {c['members']}  ipv4 {c['ipv4']}  ipv6 {c['ipv6']}  macs {c['macs']}")
     _warn(problems)
     return 0
 

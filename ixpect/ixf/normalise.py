@@ -219,5 +219,12 @@ class Export:
             infra.vlans[vlan_id] = Vlan(vlan_id, declared=False)
 
 
+def counts(lan: list[Address]) -> dict[str, int]:
+    """What an operator checks first: members, addresses per family, MACs."""
+    return {"members": len({asn for a in lan for asn in a.owners}),
+            "ipv4": sum(a.ip.version == 4 for a in lan), "ipv6": sum(a.ip.version == 6 for a in lan),
+            "macs": len({m for a in lan for m in a.macs})}
+
+
 def _list(value) -> list:
     return value if isinstance(value, list) else []

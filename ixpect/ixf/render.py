@@ -21,7 +21,7 @@ import yaml
 
 from ixpect import config
 from ixpect.ixf import IxfError, Problems, schema
-from ixpect.ixf.normalise import Address, Export, link_local, parse_macs
+from ixpect.ixf.normalise import Address, Export, counts, link_local, parse_macs
 
 _NEIGHBOR = (("arp_neighbor", "arp_bogon", 4), ("ipv6_neighbor", "ipv6_bogon", 6))
 
@@ -79,10 +79,8 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
     if opts.strict and problems:
         raise IxfError("--strict: the export has defects that would otherwise be warnings:\n  "
                        + "\n  ".join(problems.lines()))
-    counts = {"members": len({asn for a in lan for asn in a.owners}),
-              "ipv4": sum(a.ip.version == 4 for a in lan), "ipv6": sum(a.ip.version == 6 for a in lan),
-              "macs": len(macs), "arp_static": len(static[4]), "nd_static": len(static[6])}
-    return Rendered(text, table, table_path, counts)
+    summary = {**counts(lan), "arp_static": len(static[4]), "nd_static": len(static[6])}
+    return Rendered(text, table, table_path, summary)
 
 
 def _expected(lan: list[Address], vlan_prefixes: list, base: dict, problems: Problems, where: str):
