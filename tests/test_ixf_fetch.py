@@ -4,6 +4,7 @@ and failures that must leave the rendered config and member table byte-for-byte 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -139,6 +140,16 @@ def test_connection_and_tls_errors_are_named(tmp_path, capsys, portal):
     code, _, err = render(capsys, portal.url + "/members.json", out)
     assert code == 1 and f"error: {portal.url}/members.json: ConnectionError" in err
     assert not out.exists()
+
+
+def test_silent_server_times_out(tmp_path, capsys, monkeypatch):
+    from ixpect.ixf import fetch
+
+    monkeypatch.setattr(fetch, "TIMEOUT", (2, 0.5))
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog), never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/members.json"
+        code, _, err = render(capsys, url, tmp_path / "c.yaml")
+    assert code == 1 and err == f"error: {url}: timed out (connect 2s, read 0.5s)\n"
 
 
 def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, capsys, portal):
