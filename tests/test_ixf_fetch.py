@@ -119,6 +119,7 @@ def test_conditional_request_with_cache(portal, tmp_path, capsys):
     url = portal.url + "/members.json"
     assert render(capsys, url, out, "--cache-dir", str(cache))[:2] == (0, "changed\n")
     assert "If-None-Match" not in portal.requests[0]
+    assert cache.stat().st_mode & 0o777 == 0o700  # the cached URL may carry an API key
     code, stdout, _ = render(capsys, url, out, "--cache-dir", str(cache))
     assert (code, stdout) == (0, "unchanged\n")
     assert portal.requests[1]["If-None-Match"] == ETAG
@@ -157,3 +158,16 @@ def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, capsys, portal)
     code, _, err = render(capsys, portal.url + "/members.json", out)
     assert code == 1
     assert err == f"error: {tmp_path / 'missing-dir' / 'c.members.json'}: cannot write: No such file or directory\n"
+
+
+def test_errors_do_not_leak_api_keys(tmp_path, capsys, portal):
+    portal.mode = "500"
+    url = f"http://ixpect:pa55word@127.0.0.1:{portal.server_address[1]}/members.json?apikey=s3cr3t&v=1.0"
+    code, _, err = render(capsys, url, tmp_path / "c.yaml")
+    assert code == 1
+    assert err == ("error: http://ixpect:***@127.0.0.1:%d/members.json?apikey=***&v=1.0: HTTP 500 "
+                   "Internal Server Error\n" % portal.server_address[1])
+    portal.shutdown()
+    portal.server_close()
+    code, _, err = render(capsys, url, tmp_path / "c.yaml")
+    assert code == 1 and "ConnectionError" in err and "s3cr3t" not in err and "pa55word" not in err

@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
 from ixpect import __version__
 from ixpect.ixf import IxfError
 
+_SECRET = re.compile(r"key|token|secret|pass|auth", re.I)
 TIMEOUT = (10, 60)  # connect, read (seconds)
 MAX_REDIRECTS = 5
 
@@ -34,14 +37,26 @@ def load(source: str, cache_dir: str | None = None) -> dict:
             raise IxfError(f"{source}: cannot read: {e.strerror}") from None
         return parse(source, body)
     cache = _Cache(cache_dir, source) if cache_dir else None
-    body = _get(source, cache)
-    doc = parse(source, body)
+    try:
+        body = _get(source, cache)
+        doc = parse(source, body)
+    except IxfError as e:
+        raise IxfError(scrub(str(e), source)) from None
     if cache:
         try:
             cache.store(body)
         except OSError as e:
             raise IxfError(f"{e.filename}: cannot write the cache: {e.strerror}") from None
     return doc
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` without the URL's password and API keys (`?apikey=...`), since errors end up in logs."""
+    parts = urlsplit(url)
+    secrets = [v for k, v in parse_qsl(parts.query) if _SECRET.search(k)] + [parts.password or ""]
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+    return text
 
 
 def parse(source: str, body: bytes) -> dict:
@@ -127,7 +142,7 @@ class _Cache:
         """Keep a body that parsed; only after a 200 (a 304 body is already cached)."""
         if self.pending is None:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the URL may carry an API key
         self.meta_path.unlink(missing_ok=True)  # never pair new validators with an old body
         for path, data in ((self.body_path, body),
                            (self.meta_path, json.dumps({"url": self.url, **self.pending}).encode())):
