@@ -26,9 +26,9 @@ class _Neighbor(Probe):
     key: str  # event data key of the address
     text: type  # IPv4Address or IPv6Address
 
-    def __init__(self, cfg: dict, emit):
+    def __init__(self, cfg: dict, emit, members):
         self.dynamic: dict[bytes, bytes] = {}  # address -> first MAC seen
-        super().__init__(cfg, emit)
+        super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
         self.static: dict[bytes, set[bytes]] = {}
