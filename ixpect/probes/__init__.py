@@ -35,9 +35,12 @@ KINDS = {
     "arp_neighbor": "ixpect.probes.neighbor:ArpNeighbor",
     "bum_rate": "ixpect.probes.bum_rate:BumRate",
     "ether_type": "ixpect.probes.ether_type:EtherType",
+    "ip_control": "ixpect.probes.ip_control:IpControl",
     "ipv6_bogon": "ixpect.probes.bogon:Ipv6Bogon",
     "ipv6_neighbor": "ixpect.probes.neighbor:Ipv6Neighbor",
     "ipv6_router": "ixpect.probes.ipv6_router:Ipv6Router",
+    "l2_protocol": "ixpect.probes.l2_protocol:L2Protocol",
+    "mac_address": "ixpect.probes.mac_address:MacAddress",
     "stp": "ixpect.probes.stp:Stp",
 }
 
