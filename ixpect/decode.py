@@ -103,9 +103,10 @@ def udp(buf: bytes, p: int, end: int) -> tuple[int, int]:
 
 
 def llc(buf: bytes, off: int) -> tuple[int, int, int, int]:
-    """(DSAP, SSAP, control, SNAP) of an 802.2 LLC header; SNAP is the 40-bit OUI and
-    protocol id (OUI << 16 | PID) of a SNAP header (DSAP/SSAP 0xaa, UI), else -1.
-    Control is one octet for U-format frames and two for I/S-format ones."""
+    """(DSAP, SSAP, control, SNAP) of the 802.2 LLC header at `off`, right after the
+    802.3 length field; SNAP is the 40-bit OUI and protocol id (OUI << 16 | PID) of a
+    SNAP header (DSAP/SSAP 0xaa, UI), else -1. Control is one octet for U-format
+    frames and two for I/S-format ones."""
     length = buf[off - 2] << 8 | buf[off - 1]
     if length < 3:
         raise Malformed(f"802.3 length {length} too short for an LLC header")

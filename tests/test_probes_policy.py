@@ -275,7 +275,7 @@ def test_ipv4_is_not_decoded_without_an_ipv4_probe():
     assert [e.type for e in Recorder(IPC).feed(broken)] == ["IXPECT_BAD_PACKET"]
 
 
-def test_ipv6_is_decoded_once_for_nd_and_ip6_probes():
+def test_ipv6_feeds_nd_and_ip6_probes_alike():
     ra = Ether(src=B, dst="33:33:00:00:00:01") / IPv6(src="fe80::b", dst="ff02::1", nh=58, hlim=255) \
         / Raw(b"\x86\x00\x00\x00\x40\x00\x07\x08" + bytes(8))
     mld = Ether(src=A, dst="33:33:00:00:00:16") / IPv6(src="fe80::a", dst="ff02::16", hlim=1) / ICMPv6MLReport2()
