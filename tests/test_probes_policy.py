@@ -392,3 +392,42 @@ def test_the_corpus_through_every_policy_probe_without_internal_errors():
     assert not [e for e in r.events if "internal error" in e.data.get("reason", "")]
     assert types["L2_PROTOCOL_FOUND"] > 300 and types["ROUTING_PROTOCOL_FOUND"] > 500, types
     assert types["MAC_ADDRESS_UNKNOWN"] > 100 and types["IXPECT_BAD_PACKET"] > 0, types
+
+
+# --- end to end: config loader, member table file, `ixpect run --pcap` --------------
+
+def test_policy_probes_through_ixpect_run(tmp_path):
+    import json
+    import subprocess
+
+    from scapy.utils import wrpcap
+
+    from conftest import IXPECT
+
+    (tmp_path / "members.json").write_text(json.dumps({
+        "macs": {A: {"asn": 64500, "name": "One"}, B: {"asn": 64500, "name": "One"}},
+        "connections": {"64500": 1}}))
+    (tmp_path / "ixpect.conf.yaml").write_text(
+        "member_table: members.json\n"
+        "probes:\n"
+        "  l2_protocol: {enable: true, ignore: [lldp]}\n"
+        "  ip_control: {enable: true, prefixes: [192.0.2.0/24]}\n"
+        "  mac_address: {enable: true}\n"  # the default window of an hour
+        "  arp_neighbor: {enable: true, static_resolutions: [{ip: 192.0.2.10, mac: '02:00:00:00:00:0a'}]}\n")
+    lldp = Ether(src=A, dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(bytes(46))
+    wrpcap(str(tmp_path / "in.pcap"), [bgp4(A, B), lldp, snap(0x0C, 0x2000), udp4(1234, 5678), bgp4(B, A),
+                                        arp(C, A), bgp4(A, B)])
+    p = subprocess.run([*IXPECT, "run", "-c", tmp_path / "ixpect.conf.yaml", "--pcap", tmp_path / "in.pcap",
+                        "--jsonl", "-"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    events = [(e["type"], e["data"], e["member"]) for e in map(json.loads, p.stdout.splitlines())]
+    one = {"asn": 64500, "name": "One"}
+    assert events == [
+        ("L2_PROTOCOL_FOUND", {"mac_addr_source": A, "protocol": "cdp"}, one),
+        ("IP_DIRECTED_BROADCAST", {"mac_addr_source": A, "ip4_addr_source": "192.0.2.10",
+                                   "ip4_addr_destination": "192.0.2.255"}, one),
+        ("MEMBER_MAC_COUNT_EXCEEDED", {"mac_addr_source": B, "asn": 64500, "connections": 1,
+                                       "mac_addrs": [A, B]}, one),
+        ("MAC_ADDRESS_UNKNOWN", {"mac_addr_source": C}, None),
+        ("ARP_SENDER_MISMATCH", {"mac_addr_source": C, "mac_addr": A, "ip4_addr": "192.0.2.10"}, one),
+    ]
