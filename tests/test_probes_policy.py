@@ -4,6 +4,8 @@ otherwise, and the ordinary peering traffic that must raise nothing."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections import Counter
 
 import pytest
@@ -12,12 +14,14 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6MLReport2, ICMPv6ND_Redirect, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, LLC, SNAP, STP, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
+from scapy.utils import wrpcap
 
+from ixpect import config
 from ixpect.members import MemberTable
 from ixpect.pcap import PcapError, frames
 from ixpect.probes import ip_control, l2_protocol
 
-from conftest import CORPUS, Recorder
+from conftest import CORPUS, IXPECT, Recorder
 
 A, B, C, D = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c", "02:00:00:00:00:0d"
 BC = "ff:ff:ff:ff:ff:ff"
@@ -38,7 +42,8 @@ def bgp4(src=A, dst=B):
 
 
 def bgp6(src=A, dst=B):
-    return Ether(src=src, dst=dst) / IPv6(src="2001:db8::a", dst="2001:db8::b") / TCP(sport=179, dport=40001) / Raw(b"x")
+    return Ether(src=src, dst=dst) / IPv6(src="2001:db8::a", dst="2001:db8::b") / TCP(sport=179, dport=40001) \
+        / Raw(b"x")
 
 
 # --- l2_protocol: real captures ----------------------------------------------------
@@ -204,7 +209,8 @@ def test_ip_control_built_frames():
         / BOOTP(chaddr=A) / DHCP(options=[("message-type", "discover"), "end"]),
         Ether(src=A, dst=B) / IP(src="192.0.2.1", dst="192.0.2.11") / ICMP(type=5, code=1, gw="192.0.2.2")
         / IP(src="192.0.2.11", dst="203.0.113.1") / UDP(),
-        Ether(src=A, dst=B) / IPv6(src="fe80::a", dst="fe80::b", hlim=255) / ICMPv6ND_Redirect(tgt="fe80::c", dst="2001:db8:9::1"),
+        Ether(src=A, dst=B) / IPv6(src="fe80::a", dst="fe80::b", hlim=255)
+        / ICMPv6ND_Redirect(tgt="fe80::c", dst="2001:db8:9::1"),
         Ether(src=A, dst="33:33:00:00:00:16") / IPv6(src="fe80::a", dst="ff02::16", hlim=1)
         / IPv6ExtHdrHopByHop() / ICMPv6MLReport2(),
     )
@@ -227,14 +233,16 @@ def test_ip_control_ordinary_traffic_raises_nothing():
         udp4(1234, 5678, "255.255.255.255"),  # limited broadcast is not directed
         udp4(1234, 5678, "198.51.100.1"),  # a /31 has no broadcast address
         Ether(src=A, dst=B) / IP(src="192.0.2.10", dst="192.0.2.11") / ICMP(type=8),
-        Ether(src=A, dst=B) / IP(src="192.0.2.10", dst="192.0.2.11", frag=10, proto=17) / b"\x00\x44\x00\x43" / (b"x" * 32),
+        Ether(src=A, dst=B) / IP(src="192.0.2.10", dst="192.0.2.11", frag=10, proto=17)
+        / b"\x00\x44\x00\x43" / (b"x" * 32),  # looks like DHCP, but is no UDP header
         Ether(src=A, dst=B) / IP(src="192.0.2.10", dst="192.0.2.11", frag=100, proto=89) / (b"x" * 32),  # not first
         Ether(src=A, dst=BC) / ARP(psrc="192.0.2.10", hwsrc=A),
     ) == []
 
 
 def test_ip_control_fragments_are_judged_by_their_first_one():
-    first = Ether(src=A, dst="01:00:5e:00:00:05") / IP(src="192.0.2.10", dst="224.0.0.5", proto=89, flags="MF") / (b"x" * 24)
+    first = Ether(src=A, dst="01:00:5e:00:00:05") / IP(src="192.0.2.10", dst="224.0.0.5", proto=89, flags="MF") \
+        / (b"x" * 24)
     assert [e.data["protocol"] for e in Recorder(IPC).feed(first)] == ["ospf"]
 
 
@@ -282,7 +290,8 @@ def test_ipv6_feeds_nd_and_ip6_probes_alike():
     r = Recorder({**IPC, "ipv6_router": {"enable": True}})
     assert [e.type for e in r.feed(ra, mld)] == ["IPV6_ROUTER_ADVERTISEMENT", "MULTICAST_GROUP_MEMBERSHIP_FOUND"]
     # ip_control alone does not judge neighbor discovery: no hop-limit check, no ND parsing
-    bad_ra = Ether(src=B) / IPv6(src="fe80::b", dst="ff02::1", nh=58, hlim=64) / Raw(b"\x86\x00\x00\x00\x40\x00\x07\x08" + bytes(8))
+    bad_ra = Ether(src=B) / IPv6(src="fe80::b", dst="ff02::1", nh=58, hlim=64) \
+        / Raw(b"\x86\x00\x00\x00\x40\x00\x07\x08" + bytes(8))
     assert Recorder(IPC).feed(bad_ra) == []
 
 
@@ -299,7 +308,8 @@ def test_arp_sender_mismatch():
     r = Recorder({"arp_neighbor": STATIC})
     assert r.feed(arp(A, A), arp(A, A)) == []
     (ev,) = r.feed(arp(B, A))  # the pair is correct, but another station sent it
-    assert (ev.type, ev.data) == ("ARP_SENDER_MISMATCH", {"mac_addr_source": B, "mac_addr": A, "ip4_addr": "192.0.2.10"})
+    assert (ev.type, ev.data) == ("ARP_SENDER_MISMATCH",
+                                  {"mac_addr_source": B, "mac_addr": A, "ip4_addr": "192.0.2.10"})
     evs = r.feed(arp(B, C))  # a spoofed pair from yet another station: both findings
     assert [e.type for e in evs] == ["ARP_SENDER_MISMATCH", "ARP_NEIGHBOR_SPOOFED_STATIC"]
 
@@ -371,8 +381,6 @@ def test_member_table_connections_field(tmp_path):
 # --- every policy probe over the whole corpus -----------------------------------------
 
 def test_schema_lists_exactly_the_protocol_names():
-    from ixpect import config
-
     probes = config.schema()["properties"]["probes"]["properties"]
     assert probes["l2_protocol"]["properties"]["ignore"]["items"]["enum"] == l2_protocol.PROTOCOLS
     assert probes["ip_control"]["properties"]["ignore"]["items"]["enum"] == ip_control.PROTOCOLS
@@ -397,13 +405,6 @@ def test_the_corpus_through_every_policy_probe_without_internal_errors():
 # --- end to end: config loader, member table file, `ixpect run --pcap` --------------
 
 def test_policy_probes_through_ixpect_run(tmp_path):
-    import json
-    import subprocess
-
-    from scapy.utils import wrpcap
-
-    from conftest import IXPECT
-
     (tmp_path / "members.json").write_text(json.dumps({
         "macs": {A: {"asn": 64500, "name": "One"}, B: {"asn": 64500, "name": "One"}},
         "connections": {"64500": 1}}))
@@ -415,8 +416,8 @@ def test_policy_probes_through_ixpect_run(tmp_path):
         "  mac_address: {enable: true}\n"  # the default window of an hour
         "  arp_neighbor: {enable: true, static_resolutions: [{ip: 192.0.2.10, mac: '02:00:00:00:00:0a'}]}\n")
     lldp = Ether(src=A, dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(bytes(46))
-    wrpcap(str(tmp_path / "in.pcap"), [bgp4(A, B), lldp, snap(0x0C, 0x2000), udp4(1234, 5678), bgp4(B, A),
-                                        arp(C, A), bgp4(A, B)])
+    wrpcap(str(tmp_path / "in.pcap"),
+           [bgp4(A, B), lldp, snap(0x0C, 0x2000), udp4(1234, 5678), bgp4(B, A), arp(C, A), bgp4(A, B)])
     p = subprocess.run([*IXPECT, "run", "-c", tmp_path / "ixpect.conf.yaml", "--pcap", tmp_path / "in.pcap",
                         "--jsonl", "-"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
