@@ -17,9 +17,9 @@ _CLASSES = ("broadcast", "multicast", "unicast")
 class BumRate(Probe):
     deadline = 0.0  # the first frame opens the first window
 
-    def __init__(self, cfg: dict, emit):
+    def __init__(self, cfg: dict, emit, members):
         self.counts = {c: {} for c in _CLASSES}
-        super().__init__(cfg, emit)
+        super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
         self.window = cfg["window"]

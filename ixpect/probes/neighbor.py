@@ -26,9 +26,9 @@ class _Neighbor(Probe):
     key: str  # event data key of the address
     text: type  # IPv4Address or IPv6Address
 
-    def __init__(self, cfg: dict, emit):
+    def __init__(self, cfg: dict, emit, members):
         self.dynamic: dict[bytes, bytes] = {}  # address -> first MAC seen
-        super().__init__(cfg, emit)
+        super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
         self.static: dict[bytes, set[bytes]] = {}
@@ -68,11 +68,21 @@ class _Neighbor(Probe):
 
 
 class ArpNeighbor(_Neighbor):
-    """Learns from the ARP sender pair; an ARP probe (sender 0.0.0.0) teaches nothing."""
+    """Learns from the ARP sender pair; an ARP probe (sender 0.0.0.0) teaches nothing.
+    With `sender_mismatch` (the default) it also reports ARP whose sender MAC is not
+    the frame's Ethernet source: the sender pair is then someone else's claim, or a
+    bridge rewrote the frame, and either way the pair proves nothing."""
 
     prefix, key, text = "ARP_NEIGHBOR", "ip4_addr", IPv4Address
 
+    def configure(self, cfg: dict) -> None:
+        super().configure(cfg)
+        self.sender_mismatch = cfg.get("sender_mismatch", True)
+
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
+        if self.sender_mismatch and sha != buf[6:12]:
+            self.emit("ARP_SENDER_MISMATCH", ts, {"mac_addr_source": mac(buf[6:12]), "mac_addr": mac(sha),
+                                                  "ip4_addr": str(IPv4Address(spa))}, buf)
         pair = spa + sha
         if pair not in self.good and spa != _ANY4:
             self.learn(ts, buf, spa, sha, pair)
