@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-#: event data keys that identify the frame's owner, most specific first
-_KEYS = ("mac_addr", "mac_addr_source", "ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source")
+#: event data keys that identify whom an event is about, in order: the station that
+#: sent the frame, then the MAC or address it claimed
+_KEYS = ("mac_addr_source", "mac_addr", "ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source")
 
 
 class MemberTable:
