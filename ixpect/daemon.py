@@ -61,7 +61,7 @@ class Monitor:
         self.state_dir = state_dir
         self.jsonl = jsonl
         self.delivery = Delivery.from_config(cfg["event"], state_dir)
-        self.collector = Collector(cfg["event"]["collection_window"], self._deliver)
+        self.collector = Collector(cfg["event"]["collection_window"], self._deliver, cfg["event"]["max_batches"])
         self.engine = Engine(cfg["probes"], self.sink, members, timers=(self.collector,))
         self.pending: set[int] = set()
 
@@ -103,6 +103,7 @@ class Monitor:
             return
         self.engine.configure(cfg["probes"], members or MemberTable())
         self.collector.window = cfg["event"]["collection_window"]
+        self.collector.max_batches = cfg["event"]["max_batches"]
         if cfg["event"] != self.cfg["event"]:
             # what the old channels still hold stays in the spool for the new ones
             self.delivery.close(CLOSE_TIMEOUT)

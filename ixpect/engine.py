@@ -81,7 +81,7 @@ class Engine:
     def feed(self, frames: Iterable[tuple[float, bytes]]) -> None:
         """Run every frame through the probes. Never raises for a frame's content."""
         every, get, default = self._every, self._table.get, self._default
-        ethernet = decode.ethernet
+        ethernet, tagged = decode.ethernet, decode.VLAN_TPIDS
         n = 0
         ts = self.now
         try:
@@ -90,7 +90,11 @@ class Engine:
                 if ts >= self.deadline:
                     self.tick(ts)
                 try:
-                    et, off = ethernet(buf)
+                    et = buf[12] << 8 | buf[13] if len(buf) >= 14 else 0
+                    if et < 0x0600 or et in tagged:  # not plain Ethernet II: the full decoder
+                        et, off = ethernet(buf)
+                    else:
+                        off = 14
                     for h in every:
                         h(ts, buf)
                     for h in get(et, default):

@@ -61,6 +61,11 @@ class Probe:
     def configure(self, cfg: dict) -> None:
         """(Re)apply configuration; learned state survives (SIGHUP reload)."""
 
+    def table_full(self, ts: float, table: str, limit: int) -> None:
+        """A learning table reached its configured cap, so that an attacker inventing
+        addresses cannot exhaust memory: tell the operator (once per fill)."""
+        self.emit("IXPECT_TABLE_FULL", ts, {"table": table, "limit": limit}, None)
+
     def tick(self, now: float) -> None:
         """Called once frame time has reached `deadline`."""
 
