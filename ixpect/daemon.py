@@ -172,6 +172,7 @@ class Notify(Service):
         self.batching = Batching(cfg["event"], state_dir, delivered=self._delivered)
         self.receiver = relay.Receiver(socket_path, state_dir, self.batching.add)
         self.receiver.replay()
+        log.info("listening on %s", socket_path)
 
     def _delivered(self) -> None:
         self.receiver.window_delivered()

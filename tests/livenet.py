@@ -224,3 +224,25 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+def start(argv: list, log: Path, ready: str = "capturing from", **kw) -> subprocess.Popen:
+    """Start an ixpect daemon, its stderr appended to `log`; wait until it logs `ready`."""
+    seen = log.read_text().count(ready) if log.exists() else 0
+    with open(log, "a") as err:
+        proc = subprocess.Popen([*IXPECT, *map(str, argv)], stderr=err, **kw)
+    wait_for(lambda: log.read_text().count(ready) > seen or proc.poll() is not None, what=f"{ready!r} in {log}")
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+@pytest.fixture
+def monitor_ns():
+    name = f"ixt-mon-{secrets.token_hex(3)}"
+    yield name
+    subprocess.run([*IXPECT, "netns", "down", "--name", name, "--vxlan-vni", "1"], capture_output=True)
+
+
+def netns_up(*argv) -> None:
+    done = subprocess.run([*IXPECT, "netns", "up", *map(str, argv)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -18,8 +18,8 @@ from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6NDO
 from scapy.layers.l2 import ARP, LLC, STP, Dot3, Ether
 from scapy.packet import Raw
 
-from livenet import (BURST_MAC, IXPECT, PEER1_IP, PEER1_IP6, PEER1_MAC, PEER2_MAC, lan, needs_root,  # noqa: F401
-                     read_jsonl, stop, wait_for, write_config)
+from livenet import (BURST_MAC, IXPECT, PEER1_IP, PEER1_IP6, PEER1_MAC, PEER2_MAC, lan, monitor_ns,  # noqa: F401
+                     needs_root, netns_up, read_jsonl, start, stop, wait_for, write_config)
 
 pytestmark = [needs_root, pytest.mark.netns]
 
@@ -81,25 +81,6 @@ def burst_complete(jsonl: Path) -> list[dict] | None:
     return events if burst >= BURST and len(events) >= len(EXPECTED) + 1 else None
 
 
-def start(argv: list, log: Path, **kw) -> subprocess.Popen:
-    proc = subprocess.Popen([*IXPECT, *map(str, argv)], stderr=open(log, "w"), **kw)
-    wait_for(lambda: "capturing from" in log.read_text() or proc.poll() is not None, what="the daemon to start")
-    assert proc.poll() is None, log.read_text()
-    return proc
-
-
-@pytest.fixture
-def monitor_ns():
-    name = f"ixt-mon-{secrets.token_hex(3)}"
-    yield name
-    subprocess.run([*IXPECT, "netns", "down", "--name", name, "--vxlan-vni", "1"], capture_output=True)
-
-
-def netns_up(*argv) -> None:
-    done = subprocess.run([*IXPECT, "netns", "up", *map(str, argv)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
 def test_monitor_reports_the_scripted_mix_and_never_transmits(lan, monitor_ns, tmp_path):  # noqa: F811
     host_end, _ = lan.monitor_port()
     monitor_mac = Path(f"/sys/class/net/{host_end}/address").read_text().strip()
@@ -157,7 +138,7 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def test_kernel_vxlan_device_in_the_capture_namespace(monitor_ns, tmp_path):
+def test_kernel_vxlan_device_in_the_capture_namespace(monitor_ns, tmp_path):  # noqa: F811
     vni, port = 4000 + secrets.randbelow(60000), free_udp_port()
     netns_up("--name", monitor_ns, "--vxlan-vni", vni, "--vxlan-local", "127.0.0.1", "--vxlan-port", port)
     netns_up("--name", monitor_ns, "--vxlan-vni", vni, "--vxlan-local", "127.0.0.1", "--vxlan-port", port)
