@@ -17,8 +17,6 @@ import socket
 import struct
 from collections.abc import Iterator
 
-from pyroute2 import netns as _netns
-
 SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
@@ -44,13 +42,13 @@ class AfPacketSource:
 
     def __init__(self, interface: str, netns: str | None = None, *, block_size: int = 1 << 20,
                  block_count: int = 64, retire_ms: int = 50):
-        if netns:
-            _netns.pushns(netns)  # only this socket lives there; we return at once
-        try:
+        if netns:  # only this socket lives there; the process stays where it is
+            from ixpect.netns import inside
+
+            with inside(netns):
+                self.sock = self._open(interface, block_size, block_count, retire_ms)
+        else:
             self.sock = self._open(interface, block_size, block_count, retire_ms)
-        finally:
-            if netns:
-                _netns.popns()
         self.interface = interface
         self.block_size, self.block_count = block_size, block_count
         self.ring = mmap.mmap(self.sock.fileno(), block_size * block_count,
