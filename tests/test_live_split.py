@@ -26,8 +26,8 @@ NOBODY = pwd.getpwnam("nobody")
 
 def arp_from(i: int) -> Ether:
     """An ARP request from a new address each time: one ARP_NEIGHBOR_NEW_DYNAMIC event each."""
-    return Ether(src=PEER1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(hwsrc=PEER1_MAC, psrc=f"10.0.{i >> 8}.{i & 255}",
-                                                             pdst="10.255.255.255")
+    arp = ARP(hwsrc=PEER1_MAC, psrc=f"10.0.{i >> 8}.{i & 255}", pdst="10.255.255.255")
+    return Ether(src=PEER1_MAC, dst="ff:ff:ff:ff:ff:ff") / arp
 
 
 def delivered(log: Path) -> list[dict]:
