@@ -41,8 +41,11 @@ class AfPacketSource:
     """Chunks of (timestamp, frame) from `interface`, opened inside namespace `netns`."""
 
     def __init__(self, interface: str, netns: str | None = None, *, block_size: int = 1 << 20,
-                 block_count: int = 64, retire_ms: int = 50):
-        if netns:  # only this socket lives there; the process stays where it is
+                 block_count: int = 64, retire_ms: int = 50, fd: int | None = None):
+        """`fd`: the socket with its ring, already open (inherited across an exec)."""
+        if fd is not None:
+            self.sock = socket.socket(fileno=fd)
+        elif netns:  # only this socket lives there; the process stays where it is
             from ixpect.netns import inside
 
             with inside(netns):

@@ -217,7 +217,7 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         monitor.apply_signals()
 
 
-def open_source(args):
+def open_source(args, inherited: int | None = None):
     """The live source of `run`/`capture`, opened before privileges are dropped."""
     if getattr(args, "vxlan", None):
         from ixpect.vxlan import VxlanSource
@@ -225,7 +225,7 @@ def open_source(args):
         return VxlanSource(args.vxlan, args.vni)
     from ixpect.afpacket import AfPacketSource
 
-    return AfPacketSource(args.interface, args.netns)
+    return AfPacketSource(args.interface, args.netns, fd=inherited)
 
 
 def _load_or_log(args):
@@ -241,13 +241,16 @@ def _load_or_log(args):
 
 def _start_live(args):
     """Open the source, then drop privileges; None (logged) when either fails."""
+    inherited = privileges.inherited_socket()
     try:
-        source = open_source(args)
+        source = open_source(args, inherited)
     except (OSError, ValueError) as exc:
         log.error("cannot open the capture source: %s", exc)
         return None
     try:
-        privileges.drop(args.user)
+        # AF_PACKET needs CAP_NET_RAW only to open: hand the socket to a fresh exec if need be
+        handover = source.sock.fileno() if args.interface and inherited is None else None
+        privileges.drop(args.user, handover)
     except (OSError, KeyError, RuntimeError) as exc:
         source.close()
         log.error("cannot drop privileges: %s", exc)

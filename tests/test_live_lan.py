@@ -18,6 +18,8 @@ from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6NDO
 from scapy.layers.l2 import ARP, LLC, STP, Dot3, Ether
 from scapy.packet import Raw
 
+from pyroute2 import netns
+
 from livenet import (BURST_MAC, IXPECT, PEER1_IP, PEER1_IP6, PEER1_MAC, PEER2_MAC, lan, monitor_ns,  # noqa: F401
                      needs_root, netns_up, read_jsonl, start, stop, wait_for, write_config)
 
@@ -208,3 +210,41 @@ def test_netns_down_returns_a_physical_interface_down(lan, monitor_ns):  # noqa:
     again = subprocess.run([*IXPECT, "netns", "down", "--name", monitor_ns, "--interface", host_end],
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
+
+
+def systemd_like(ns: str):
+    """preexec_fn: the credentials systemd gives ixpect-capture (NetworkNamespacePath,
+    CAP_NET_RAW as the only, ambient, capability of a user that is not root), with
+    uid 0 made powerless by SECBIT_NOROOT so that the interpreter stays readable."""
+    def become():
+        netns.setns(ns)
+        libc = ctypes.CDLL(None, use_errno=True)
+        bits = 0x1 | 0x2 | 0x4 | 0x8  # NOROOT, NO_SETUID_FIXUP and their locks
+        raw = 1 << 13  # CAP_NET_RAW
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)(raw, raw, raw, 0, 0, 0)  # effective, permitted, inheritable
+        for ok in (libc.prctl(28, bits, 0, 0, 0) == 0, libc.capset(header, data) == 0,
+                   libc.prctl(47, 2, 13, 0, 0) == 0):  # PR_CAP_AMBIENT_RAISE
+            if not ok:
+                raise OSError(ctypes.get_errno(), "setting up systemd-like credentials")
+    return become
+
+
+def test_capture_under_systemd_credentials_sheds_cap_net_raw(lan, monitor_ns, tmp_path):  # noqa: F811
+    host_end, _ = lan.monitor_port()
+    netns_up("--name", monitor_ns, "--interface", host_end)
+    conf, jsonl, log = write_config(tmp_path / "ixpect.conf.yaml"), tmp_path / "events.jsonl", tmp_path / "run.log"
+    proc = start(["run", "-c", conf, "--interface", host_end, "--jsonl", jsonl], log, preexec_fn=systemd_like(monitor_ns))
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        for caps in ("CapEff", "CapPrm", "CapAmb"):  # (CapInh alone grants nothing without file capabilities)
+            assert f"{caps}:\t0000000000000000" in status
+        assert "executing again to shed CapEff=0000000000002000" in log.read_text()
+        mix = scripted_mix()
+        lan.send("peer1", mix["peer1"] + mix["burst"])
+        lan.send("peer2", mix["peer2"])
+        check_events(wait_for(lambda: burst_complete(jsonl), what="the scripted events"))
+        assert stop(proc) == 0
+    finally:
+        stop(proc)
+    assert not lan.sniffer.from_monitor
