@@ -119,6 +119,10 @@ class JsonLines:
             os.fsync(self.fd)
             self.dirty = False
 
+    def clear(self) -> None:
+        os.ftruncate(self.fd, 0)  # appends continue at the new end
+        self.dirty = True
+
     def rewrite(self, records: list[dict]) -> None:
         """Replace the content atomically."""
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -198,7 +202,7 @@ class Sender:
                 if self.pending:
                     self.outbox.append({"ack": ids})
                 else:  # everything is acknowledged: start the file afresh
-                    self.outbox.rewrite([])
+                    self.outbox.clear()
             self.cond.notify_all()
 
     def _connect(self) -> socket.socket | None:
@@ -275,7 +279,7 @@ class Sender:
         acknowledged everything; what is left stays in the outbox for the next start."""
         with self.cond:
             self.cond.wait_for(lambda: not self.pending or self.sock is None, timeout=timeout)
-            left = len(self.pending)
+            left, kept = len(self.pending), self.outbox is not None
             self.closing = True
             self.cond.notify_all()
             if self.sock is not None:
@@ -283,12 +287,14 @@ class Sender:
                     self.sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self.thread.join(timeout)
-        if self.outbox is not None:
-            self.outbox.close()
+        self.thread.join(max(timeout, 1.0))
+        with self.cond:  # a late acknowledgement must not write to a closed file
+            if self.outbox is not None:
+                self.outbox.close()
+                self.outbox = None
         if left:
             log.warning("%d events not acknowledged by notify%s", left,
-                        "; kept in the outbox for the next start" if self.outbox else ", lost (no state dir)")
+                        "; kept in the outbox for the next start" if kept else ", lost (no state dir)")
 
 
 class Receiver:
