@@ -63,7 +63,7 @@ class Batching:
         self.state_dir = state_dir
         self.delivered = delivered
         self.delivery = Delivery.from_config(event_cfg, state_dir)
-        self.collector = Collector(event_cfg["collection_window"], self._deliver)
+        self.collector = Collector(event_cfg["collection_window"], self._deliver, event_cfg["max_batches"])
         self.timers = (self.collector,)
 
     def _deliver(self, batches) -> None:
@@ -80,6 +80,7 @@ class Batching:
 
     def configure(self, event_cfg: dict) -> None:
         self.collector.window = event_cfg["collection_window"]
+        self.collector.max_batches = event_cfg["max_batches"]
         if event_cfg != self.event_cfg:
             # what the old channels still hold stays in the spool for the new ones
             self.delivery.close(CLOSE_TIMEOUT)
