@@ -171,7 +171,7 @@ class Notify(Service):
     def __init__(self, config_path: str, cfg: dict, socket_path: str, state_dir: str | None):
         super().__init__(config_path, cfg)
         self.batching = Batching(cfg["event"], state_dir, delivered=self._delivered)
-        self.receiver = relay.Receiver(socket_path, state_dir, self.batching.add)
+        self.receiver = relay.Receiver(socket_path, state_dir, self.batching.collector)
         self.receiver.replay()
         log.info("listening on %s", socket_path)
 
