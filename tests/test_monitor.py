@@ -35,16 +35,16 @@ def test_sighup_reload_keeps_learned_neighbors_and_pending_batches(tmp_path):
     write_config(conf)
     delivered = []
     monitor = Monitor(str(conf), *load(conf))
-    monitor.delivery.close(0)
-    monitor.delivery = delivered.append  # what the collector hands over, in order
+    monitor.outlet.delivery.close(0)
+    monitor.outlet.delivery = delivered.append  # what the collector hands over, in order
     monitor.feed([arp(A, "192.0.2.20", 1000.0)])
-    assert list(monitor.collector.batches) and not delivered  # a window is open
+    assert list(monitor.outlet.collector.batches) and not delivered  # a window is open
 
     write_config(conf, static=[("192.0.2.30", B)])
     monitor.pending.add(signal.SIGHUP)
     monitor.apply_signals()
     monitor.feed([arp(A, "192.0.2.20", 1001.0), arp(A, "192.0.2.30", 1002.0)])
-    monitor.collector.flush()
+    monitor.outlet.collector.flush()
     (window,) = delivered
     assert [(b.type, b.count) for b in window] == [
         ("ARP_NEIGHBOR_NEW_DYNAMIC", 1),  # learned before the reload, not announced again
@@ -58,7 +58,7 @@ def test_reload_with_a_broken_config_keeps_the_running_one(tmp_path, caplog):
     monitor = Monitor(str(conf), *load(conf))
     conf.write_text("probes: {arp_neighbor: {enable: maybe}}\n")
     monitor.reload()
-    monitor.delivery.close(0)
+    monitor.outlet.delivery.close(0)
     assert "reload refused" in caplog.text and "probes.arp_neighbor.enable" in caplog.text
     assert monitor.engine.probes["arp_neighbor"].static  # still the old static table
 
@@ -94,5 +94,5 @@ def test_sigusr1_sends_ixpect_test_through_the_notifiers(tmp_path, caplog):
     monitor = Monitor(str(conf), *load(conf))
     monitor.pending.add(signal.SIGUSR1)
     monitor.apply_signals()
-    monitor.delivery.close(5)
+    monitor.outlet.delivery.close(5)
     assert any(r.name == "ixpect.events" and r.getMessage().startswith("IXPECT_TEST x1") for r in caplog.records)
