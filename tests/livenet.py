@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ from ixpect.netns import inside
 
 IXPECT = [sys.executable, "-m", "ixpect"]
 PACKET_OUTGOING = 4
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+SO_RCVBUFFORCE = 33
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live tests create network namespaces and veth pairs: run as root")
 
@@ -141,9 +144,11 @@ class Sniffer(threading.Thread):
         with inside(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
         self.sock.bind((ifname, 3))  # Python applies htons() to the bind address
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)  # a burst must not overflow it
         self.sock.settimeout(0.2)
         self.from_monitor: list[bytes] = []
         self.to_monitor = 0
+        self.dropped = 0
         self.running = True
         self.start()
 
@@ -159,6 +164,13 @@ class Sniffer(threading.Thread):
                 self.to_monitor += 1
             else:
                 self.from_monitor.append(frame)
+
+    def drops(self) -> int:
+        """Frames the kernel dropped for this sniffer so far: a sniffer that missed
+        frames could have missed one from the monitor, so tests assert it is 0."""
+        _, dropped = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        self.dropped += dropped  # reading the statistics resets them
+        return self.dropped
 
     def close(self) -> None:
         self.running = False
