@@ -44,6 +44,10 @@ def _netns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", help="network namespace the capture interface lives in")
 
 
+def _user(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", help="when started as root: become this user once the capture socket is open")
+
+
 def parser() -> argparse.ArgumentParser:
     top = _EnvDefaults(prog="ixpect", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=f"ixpect {__version__}")
@@ -59,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--vni", type=int, help="accept only this VNI (with --vxlan)")
     run.add_argument("--jsonl", metavar="PATH|-", help="write every event as one JSON line")
     run.add_argument("--state-dir", help="directory for learned state and the event spool")
+    _user(run)
     run.set_defaults(impl="ixpect.daemon:run")
 
     cap = sub.add_parser("capture", help="capture and probe; hand events to `ixpect notify`")
@@ -66,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     cap.add_argument("--interface", required=True)
     _netns(cap)
     cap.add_argument("--socket", required=True, help="unix socket path of `ixpect notify`")
+    cap.add_argument("--state-dir", help="directory for the events notify has not yet acknowledged")
+    _user(cap)
     cap.set_defaults(impl="ixpect.daemon:capture")
 
     notify = sub.add_parser("notify", help="batch events from `ixpect capture` and notify")

@@ -6,28 +6,30 @@ import json
 import logging
 import signal
 import sys
+import time
+from collections.abc import Iterable
 from contextlib import ExitStack
-from pathlib import Path
 
 from ixpect import config as configuration
+from ixpect import privileges, relay
 from ixpect.collector import Collector
 from ixpect.engine import Engine
 from ixpect.events import Event
 from ixpect.members import MemberTable
-from ixpect.notify import Dispatcher, channels
+from ixpect.notify.delivery import Delivery
 from ixpect.pcap import PcapError, frames
 
 log = logging.getLogger("ixpect")
 
 EXIT_OK, EXIT_CONFIG, EXIT_BAD_INPUT = 0, 1, 2
+#: how long a stopping monitor keeps trying to deliver what is pending
+CLOSE_TIMEOUT = 10.0
+#: a live loop waits at most this long for frames before it closes windows on wall-clock time
+TICK = 1.0
 
 
 class Stop(Exception):
     """SIGTERM: flush what is pending, then exit 0."""
-
-
-def _stop(signum, frame):
-    raise Stop
 
 
 def setup_logging() -> None:
@@ -44,67 +46,292 @@ def setup_logging() -> None:
 
 
 def load(path: str) -> tuple[dict, MemberTable | None]:
+    """The config and its member table; raises ConfigError or OSError."""
     cfg = configuration.load(path)
     table = cfg.get("member_table")
     return cfg, MemberTable.load(table) if table else None
 
 
-def run(args) -> int:
-    setup_logging()
+class Batching:
+    """Collector and delivery: events in, finished windows out to the notifiers.
+    `delivered` is called once a window is in the delivery's spool."""
+
+    timers: tuple
+
+    def __init__(self, event_cfg: dict, state_dir: str | None = None, delivered=None):
+        self.event_cfg = event_cfg
+        self.state_dir = state_dir
+        self.delivered = delivered
+        self.delivery = Delivery.from_config(event_cfg, state_dir)
+        self.collector = Collector(event_cfg["collection_window"], self._deliver)
+        self.timers = (self.collector,)
+
+    def _deliver(self, batches) -> None:
+        self.delivery(batches)  # late-bound: a reload may replace the delivery
+        if self.delivered is not None:
+            self.delivery.inbox.join()  # routed and spooled
+            self.delivered()
+
+    def add(self, ev: Event) -> None:
+        self.collector.add(ev)
+
+    def test(self) -> None:
+        self.delivery.test()
+
+    def configure(self, event_cfg: dict) -> None:
+        self.collector.window = event_cfg["collection_window"]
+        if event_cfg != self.event_cfg:
+            # what the old channels still hold stays in the spool for the new ones
+            self.delivery.close(CLOSE_TIMEOUT)
+            self.delivery = Delivery.from_config(event_cfg, self.state_dir)
+        self.event_cfg = event_cfg
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        self.collector.flush()
+        self.delivery.close(timeout)
+
+
+class Service:
+    """The signal behaviour of DESIGN.md: SIGHUP reloads (learned state and pending
+    batches stay), SIGUSR1 sends IXPECT_TEST, SIGTERM stops after flushing. Signals
+    only set flags; they take effect between chunks of work (`apply_signals`), never
+    inside a probe. Subclasses provide `configure(cfg, members)` and `test()`."""
+
+    def __init__(self, config_path: str, cfg: dict):
+        self.config_path = config_path
+        self.cfg = cfg
+        self.pending: set[int] = set()
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: self.pending.add(signum))
+
+    def apply_signals(self) -> None:
+        while self.pending:
+            sig = self.pending.pop()
+            if sig == signal.SIGTERM:
+                raise Stop
+            if sig == signal.SIGUSR1:
+                log.info("SIGUSR1: sending IXPECT_TEST")
+                self.test()
+            elif sig == signal.SIGHUP:
+                self.reload()
+
+    def reload(self) -> None:
+        try:
+            cfg, members = load(self.config_path)
+        except configuration.ConfigError as exc:
+            log.error("reload refused, keeping the running config:\n%s", "\n".join(exc.errors))
+            return
+        except OSError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        self.configure(cfg, members)
+        self.cfg = cfg
+        log.info("configuration reloaded from %s", self.config_path)
+
+
+class Monitor(Service):
+    """The engine and where its events go: batching in this process (`run`) or the
+    relay to `ixpect notify` (`capture`)."""
+
+    def __init__(self, config_path: str, cfg: dict, members: MemberTable | None, *,
+                 state_dir: str | None = None, jsonl=None, outlet=None):
+        super().__init__(config_path, cfg)
+        self.jsonl = jsonl
+        self.outlet = outlet if outlet is not None else Batching(cfg["event"], state_dir)
+        self.engine = Engine(cfg["probes"], self.sink, members, timers=self.outlet.timers)
+
+    def sink(self, ev: Event) -> None:
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(ev.to_json()) + "\n")
+        self.outlet.add(ev)
+
+    def feed(self, source: Iterable[tuple[float, bytes]]) -> None:
+        self.engine.feed(source)
+        self.apply_signals()
+
+    def test(self) -> None:
+        self.outlet.test()
+
+    def configure(self, cfg: dict, members: MemberTable | None) -> None:
+        self.engine.configure(cfg["probes"], members or MemberTable())
+        self.outlet.configure(cfg["event"])
+
+    def close(self) -> None:
+        """Report windows in progress, deliver everything pending (within CLOSE_TIMEOUT)."""
+        self.engine.flush()
+        self.outlet.close(CLOSE_TIMEOUT)
+
+
+class Notify(Service):
+    """`ixpect notify`: events from `ixpect capture` in, batches out to the notifiers."""
+
+    def __init__(self, config_path: str, cfg: dict, socket_path: str, state_dir: str | None):
+        super().__init__(config_path, cfg)
+        self.batching = Batching(cfg["event"], state_dir, delivered=self._delivered)
+        self.receiver = relay.Receiver(socket_path, state_dir, self.batching.add)
+        self.receiver.replay()
+
+    def _delivered(self) -> None:
+        self.receiver.window_delivered()
+
+    def test(self) -> None:
+        self.batching.test()
+
+    def configure(self, cfg: dict, members: MemberTable | None) -> None:
+        self.batching.configure(cfg["event"])
+
+    def serve(self) -> None:
+        collector = self.batching.collector
+        while True:
+            now = time.time()
+            if now >= collector.deadline:
+                collector.tick(now)
+            self.apply_signals()
+            self.receiver.poll(TICK)
+
+    def close(self) -> None:
+        self.batching.close(CLOSE_TIMEOUT)
+        self.receiver.close()
+
+
+def live(monitor: Monitor, source, after_chunk=None) -> None:
+    """Feed the source's chunks until SIGTERM. Frames bring their kernel time; when
+    none arrive, windows still close on wall-clock time. Kernel drops are logged."""
+    engine, dropped = monitor.engine, 0
+    log.info("capturing from %s", source.describe())
+    while True:
+        chunk = source.read(TICK)
+        if chunk:
+            engine.feed(chunk)
+        now = time.time()
+        if now >= engine.deadline:
+            engine.tick(now)
+        if after_chunk is not None:
+            after_chunk()
+        if (drops := source.drops()) != dropped:
+            log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
+            dropped = drops
+        monitor.apply_signals()
+
+
+def open_source(args):
+    """The live source of `run`/`capture`, opened before privileges are dropped."""
+    if getattr(args, "vxlan", None):
+        from ixpect.vxlan import VxlanSource
+
+        return VxlanSource(args.vxlan, args.vni)
+    from ixpect.afpacket import AfPacketSource
+
+    return AfPacketSource(args.interface, args.netns)
+
+
+def _load_or_log(args):
     try:
-        cfg, members = load(args.config)
+        return load(args.config)
     except configuration.ConfigError as exc:
         for line in exc.errors:
             log.error("%s", line)
-        return EXIT_CONFIG
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         log.error("cannot load configuration: %s", exc)
-        return EXIT_CONFIG
-    with ExitStack() as stack:
-        sinks = []
-        if args.jsonl:
-            out = sys.stdout if args.jsonl == "-" else stack.enter_context(open(args.jsonl, "a", buffering=1))
-            sinks.append(lambda ev: out.write(json.dumps(ev.to_json()) + "\n"))
-        collector = Collector(cfg["event"]["collection_window"],
-                              Dispatcher(channels(cfg["event"]["notifiers"])))
-        sinks.append(collector.add)
-
-        def sink(ev: Event) -> None:
-            for s in sinks:
-                s(ev)
-
-        engine = Engine(cfg["probes"], sink, members, timers=(collector,))
-        signal.signal(signal.SIGTERM, _stop)
-        status = EXIT_OK
-        try:
-            if args.pcap:
-                status = _replay(engine, args.pcap)
-            else:
-                log.error("live capture (--interface, --vxlan) is not available in this build")
-                status = EXIT_CONFIG
-        except (Stop, KeyboardInterrupt):
-            log.info("stopping: flushing pending batches")
-        finally:
-            engine.flush()
-            collector.flush()
-            log.info("%d frames processed", engine.frames)
-    return status
+    return None
 
 
-def _replay(engine: Engine, paths: list[str]) -> int:
-    status = EXIT_OK
-    for path in paths:
-        try:
-            engine.feed(frames(path))
-        except (PcapError, OSError) as exc:
-            log.error("%s", exc)
-            status = EXIT_BAD_INPUT
-    return status
+def _start_live(args):
+    """Open the source, then drop privileges; None (logged) when either fails."""
+    try:
+        source = open_source(args)
+    except (OSError, ValueError) as exc:
+        log.error("cannot open the capture source: %s", exc)
+        return None
+    try:
+        privileges.drop(args.user)
+    except (OSError, KeyError, RuntimeError) as exc:
+        source.close()
+        log.error("cannot drop privileges: %s", exc)
+        return None
+    return source
+
+
+def _serve_live(monitor: Monitor, source, after_chunk=None) -> int:
+    monitor.install_signals()
+    try:
+        live(monitor, source, after_chunk)
+    except (Stop, KeyboardInterrupt):
+        log.info("stopping: flushing pending events")
+    finally:
+        monitor.close()
+        log.info("%d frames processed; %s; %d dropped by the kernel",
+                 monitor.engine.frames, source.describe(), source.drops())
+        source.close()
+    return EXIT_OK
 
 
 def capture(args) -> int:
-    raise NotImplementedError
+    setup_logging()
+    loaded = _load_or_log(args)
+    if loaded is None:
+        return EXIT_CONFIG
+    source = _start_live(args)
+    if source is None:
+        return EXIT_CONFIG
+    sender = relay.Sender(args.socket, args.state_dir)
+    monitor = Monitor(args.config, *loaded, outlet=sender)
+    return _serve_live(monitor, source, sender.sync)
 
 
 def notify(args) -> int:
-    raise NotImplementedError
+    setup_logging()
+    loaded = _load_or_log(args)
+    if loaded is None:
+        return EXIT_CONFIG
+    try:
+        service = Notify(args.config, loaded[0], args.socket, args.state_dir)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", args.socket, exc)
+        return EXIT_CONFIG
+    service.install_signals()
+    try:
+        service.serve()
+    except (Stop, KeyboardInterrupt):
+        log.info("stopping: flushing pending batches")
+    finally:
+        service.close()
+        log.info("%d events received, %d duplicates dropped", service.receiver.received,
+                 service.receiver.duplicates)
+    return EXIT_OK
+
+
+def run(args) -> int:
+    setup_logging()
+    loaded = _load_or_log(args)
+    if loaded is None:
+        return EXIT_CONFIG
+    with ExitStack() as stack:
+        jsonl = None
+        if args.jsonl:  # opened before privileges are dropped
+            jsonl = sys.stdout if args.jsonl == "-" else stack.enter_context(open(args.jsonl, "a", buffering=1))
+        source = None
+        if not args.pcap:
+            source = _start_live(args)
+            if source is None:
+                return EXIT_CONFIG
+        monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, jsonl=jsonl)
+        if source is not None:
+            return _serve_live(monitor, source)
+        monitor.install_signals()
+        status = EXIT_OK
+        try:
+            for path in args.pcap:
+                try:
+                    monitor.feed(frames(path))
+                except (PcapError, OSError) as exc:
+                    log.error("%s", exc)
+                    status = EXIT_BAD_INPUT
+        except (Stop, KeyboardInterrupt):
+            log.info("stopping: flushing pending batches")
+        finally:
+            monitor.close()
+            log.info("%d frames processed", monitor.engine.frames)
+    return status

@@ -31,6 +31,9 @@ class Event:
                 "data": self.data, "member": self.member}
 
 
+_BATCH_NS = uuid.UUID("5c1b1d2e-6f0a-4d7e-9a55-1c0f3e7b2a90")
+
+
 @dataclass(slots=True)
 class Batch:
     """Events of one type with equal data, merged over one collection window."""
@@ -46,7 +49,10 @@ class Batch:
 
     @classmethod
     def of(cls, ev: Event) -> Batch:
-        return cls(ev.type, ev.data, ev.member, ev.timestamp, ev.timestamp, 1, ev.frame)
+        """The batch this event opens; its id derives from the event's, so that a window
+        rebuilt from a journal after a crash is recognisably the same batch."""
+        return cls(ev.type, ev.data, ev.member, ev.timestamp, ev.timestamp, 1, ev.frame,
+                   str(uuid.uuid5(_BATCH_NS, ev.id)))
 
     def to_json(self) -> dict:
         return {"id": self.id, "type": self.type, "count": self.count,

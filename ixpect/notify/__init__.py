@@ -1,61 +1,131 @@
 """Notifiers: every channel of every configured notifier gets the batches its
-`events` filter admits (an empty or missing list admits everything)."""
+`events` filter admits (an empty or missing list admits everything).
+
+A notifier class is built as `Class(notifier_cfg, channel_cfg, templates)` and offers
+`send(batches)` (raise on failure: delivery retries), `messages(batches)` (how a
+window is split into units that are delivered, and retried, independently) and
+`secrets` (strings that must never reach a log line)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
-from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from ixpect.events import Batch
-
-log = logging.getLogger(__name__)
+from ixpect.notify.render import Templates
 
 #: notifier key under `event.notifiers` -> "module:Class"
 KINDS = {
     "log": "ixpect.notify.log:LogNotifier",
+    "email": "ixpect.notify.email:EmailNotifier",
+    "http": "ixpect.notify.http:HttpNotifier",
+    "matrix": "ixpect.notify.matrix:MatrixNotifier",
+    "slack": "ixpect.notify.slack:SlackNotifier",
+    "alertmanager": "ixpect.notify.alertmanager:AlertmanagerNotifier",
 }
 
 
-class Channel:
-    """One destination with its event filter."""
+def scrub(text: str, secrets) -> str:
+    for s in sorted(secrets, key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
 
-    def __init__(self, name: str, events: list[str] | None, send: Callable[[list[Batch]], None]):
+
+class _Scrubber(logging.Filter):
+    """Keeps secrets out of the HTTP library's own debug lines (it logs request paths,
+    which for webhooks are credentials)."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_scrubber = _Scrubber()
+logging.getLogger("urllib3.connectionpool").addFilter(_scrubber)
+
+
+class Notifier:
+    secrets: tuple[str, ...] = ()
+
+    def messages(self, batches: list[Batch]) -> list[list[Batch]]:
+        return [batches]
+
+    def send(self, batches: list[Batch]) -> None:
+        raise NotImplementedError
+
+
+def by_type(batches: list[Batch]) -> list[list[Batch]]:
+    """One message per event type (mail, chat): the subject names the type."""
+    ordered = sorted(batches, key=lambda b: b.type)
+    return [list(group) for _, group in groupby(ordered, key=lambda b: b.type)]
+
+
+def secret(cfg: dict, key: str) -> str | None:
+    """`key` itself or the stripped content of the file named by `key_file`."""
+    if cfg.get(key) is not None:
+        return cfg[key]
+    path = cfg.get(f"{key}_file")
+    return Path(path).read_text().strip() if path else None
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """A URL and the parts of it an HTTP library may quote on its own in an error
+    (path and query, password): webhook URLs carry their credential there."""
+    parts = urlsplit(url)
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    return tuple(s for s in (url, tail if len(tail) > 1 else "", parts.query, parts.password) if s)
+
+
+class Channel:
+    """One destination with its event filter.
+
+    `key` names the destination, not its position in the config, so that spooled
+    batches go only where they were meant to go after the config changed."""
+
+    def __init__(self, name: str, events: list[str] | None, notifier: Notifier, key: str | None = None):
         self.name = name
         self.events = frozenset(events or ())
-        self.send = send
+        self.notifier = notifier
+        self.key = key or name
 
     def select(self, batches: list[Batch]) -> list[Batch]:
         if not self.events:
             return batches
         return [b for b in batches if b.type in self.events]
 
+    def scrub(self, text: str) -> str:
+        return scrub(text, self.notifier.secrets)
 
-def channels(notifiers: dict) -> list[Channel]:
+
+def _key(kind: str, channel_cfg: dict) -> str:
+    dest = {k: v for k, v in channel_cfg.items() if k != "events"}
+    digest = hashlib.sha256(json.dumps([kind, dest], sort_keys=True, default=str).encode())
+    return f"{kind}-{digest.hexdigest()[:16]}"
+
+
+def channels(notifiers: dict, templates_dir: str | None = None) -> list[Channel]:
     """Instantiate a Channel per configured channel of each notifier in `event.notifiers`."""
-    out = []
+    templates = Templates(templates_dir)
+    out: list[Channel] = []
     for kind, cfg in notifiers.items():
         module, _, cls = KINDS[kind].partition(":")
         notifier_cls = getattr(importlib.import_module(module), cls)
         for i, ch in enumerate(cfg.get("channels") or [{}]):
-            notifier = notifier_cls(cfg, ch)
-            out.append(Channel(f"{kind}[{i}]", ch.get("events"), notifier.send))
+            notifier = notifier_cls(cfg, ch, templates)
+            _scrubber.secrets.update(notifier.secrets)
+            key = _key(kind, ch)
+            taken = sum(c.key.startswith(key) for c in out)  # same destination twice
+            out.append(Channel(f"{kind}[{i}]", ch.get("events"), notifier, f"{key}-{taken}" if taken else key))
     return out
-
-
-class Dispatcher:
-    """Hands each finished window to every channel; one failing channel never
-    keeps the others from their batches."""
-
-    def __init__(self, chans: list[Channel]):
-        self.channels = chans
-
-    def __call__(self, batches: list[Batch]) -> None:
-        for ch in self.channels:
-            selected = ch.select(batches)
-            if not selected:
-                continue
-            try:
-                ch.send(selected)
-            except Exception as exc:  # noqa: BLE001 - a notifier must not stop the monitor
-                log.error("notifier %s failed: %s", ch.name, exc)

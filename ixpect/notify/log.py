@@ -6,19 +6,20 @@ import json
 import logging
 
 from ixpect.events import Batch, iso
+from ixpect.notify import Notifier
+from ixpect.notify.render import kv, member
 
 log = logging.getLogger("ixpect.events")
 
 
 def describe(batch: Batch) -> str:
     """Human-readable one-line summary of a batch, shared by text-based notifiers."""
-    data = " ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in batch.data.items())
-    member = f" member=AS{batch.member['asn']} ({batch.member['name']})" if batch.member else ""
-    return f"{batch.type} x{batch.count} {iso(batch.first)}..{iso(batch.last)} {data}{member}".rstrip()
+    who = f" member={member(batch.member)}" if batch.member else ""
+    return f"{batch.type} x{batch.count} {iso(batch.first)}..{iso(batch.last)} {kv(batch.data)}{who}".rstrip()
 
 
-class LogNotifier:
-    def __init__(self, cfg: dict, channel: dict):
+class LogNotifier(Notifier):
+    def __init__(self, cfg: dict, channel: dict, templates=None):
         self.json = cfg.get("format", "text") == "json"
 
     def send(self, batches: list[Batch]) -> None:

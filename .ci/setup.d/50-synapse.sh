@@ -1,0 +1,12 @@
+# A real Matrix homeserver for the matrix notifier test, in its own venv (it is heavy and
+# pins its own dependencies); the test looks for it here, or at $IXPECT_SYNAPSE_VENV.
+set -euo pipefail
+venv=${IXPECT_SYNAPSE_VENV:-/var/cache/ixpect-ci/synapse-venv}
+if "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
+    exit 0
+fi
+mkdir -p "$(dirname "$venv")"
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --upgrade pip
+"$venv/bin/pip" install --quiet matrix-synapse

@@ -1,0 +1,413 @@
+"""The link between `ixpect capture` and `ixpect notify`: events over a unix socket,
+at least once, across a restart or a kill -9 of either side.
+
+Wire format, both directions: a 4-byte big-endian length, then one JSON object.
+capture -> notify: {"event": {"id", "type", "ts", "data", "member", "frame" (base64 or null)}}
+notify -> capture: {"ack": [id, ...]}, sent once the events are in notify's journal.
+
+The capture side (Sender) writes every event to its outbox file before sending and
+forgets it only when acknowledged; on (re)connect it sends everything unacknowledged,
+oldest first. The notify side (Receiver) appends each new event to its journal
+(fsync, then ack), feeds it to the collector and drops ids it has seen (a bounded
+set, kept in the journal). When the collector hands a window to the delivery and
+the delivery has spooled it, the journal is rewritten to the seen ids alone; on
+start the journal's events are replayed into the collector. Batch ids derive from
+their first event's id, so a window replayed after a crash at the wrong moment is
+delivered again under the same batch ids: a duplicate the receiver can see.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from pathlib import Path
+
+from ixpect.events import Event
+
+log = logging.getLogger(__name__)
+
+_LEN = struct.Struct("!I")
+MAX_MESSAGE = 16 << 20
+#: how many event ids the notify side remembers to drop a resent event
+SEEN_MAX = 1 << 16
+RETRY_MAX = 2.0
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def encode(obj: dict) -> bytes:
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    return _LEN.pack(len(body)) + body
+
+
+class Decoder:
+    """Splits a byte stream into messages."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> list[dict]:
+        self.buf += data
+        out = []
+        while len(self.buf) >= 4:
+            (n,) = _LEN.unpack_from(self.buf)
+            if n > MAX_MESSAGE:
+                raise ProtocolError(f"message of {n} bytes exceeds the limit of {MAX_MESSAGE}")
+            if len(self.buf) < 4 + n:
+                break
+            body = bytes(self.buf[4:4 + n])
+            del self.buf[:4 + n]
+            try:
+                msg = json.loads(body)
+            except ValueError as exc:
+                raise ProtocolError(f"message is not JSON: {exc}") from None
+            if not isinstance(msg, dict):
+                raise ProtocolError("message is not a JSON object")
+            out.append(msg)
+        return out
+
+
+def event_to_wire(ev: Event) -> dict:
+    return {"id": ev.id, "type": ev.type, "ts": ev.timestamp, "data": ev.data, "member": ev.member,
+            "frame": base64.b64encode(ev.frame).decode() if ev.frame is not None else None}
+
+
+def event_from_wire(d: dict) -> Event:
+    frame = base64.b64decode(d["frame"]) if d.get("frame") is not None else None
+    if not isinstance(d["type"], str) or not isinstance(d["data"], dict):
+        raise ValueError("event type must be a string and data an object")
+    return Event(d["type"], float(d["ts"]), d["data"], frame, d.get("member"), str(d["id"]))
+
+
+class JsonLines:
+    """An append-only file of JSON records (unbuffered: a kill -9 loses no write)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.dirty = False
+
+    def records(self) -> list[dict]:
+        out = []
+        with open(self.path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:  # only the last line can be cut short by a crash
+                    log.warning("%s:%d: unreadable record skipped", self.path, n)
+        return out
+
+    def append(self, *records: dict) -> None:
+        if records:
+            os.write(self.fd, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
+            self.dirty = True
+
+    def sync(self) -> None:
+        if self.dirty:
+            os.fsync(self.fd)
+            self.dirty = False
+
+    def rewrite(self, records: list[dict]) -> None:
+        """Replace the content atomically."""
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        os.close(self.fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self.dirty = False
+
+    def close(self) -> None:
+        self.sync()
+        os.close(self.fd)
+
+
+class Sender:
+    """Capture side: `add(event)` never blocks; a thread keeps the connection to
+    notify (retrying while notify is not there) and sends what is unacknowledged."""
+
+    timers = ()  # batching windows are notify's
+
+    def __init__(self, path: str, state_dir: str | None = None):
+        self.path = path
+        self.cond = threading.Condition()
+        self.pending: OrderedDict[str, bytes] = OrderedDict()  # id -> encoded message
+        self.queue: deque[str] = deque()  # ids still to send on this connection
+        self.outbox = JsonLines(Path(state_dir) / "relay-outbox.jsonl") if state_dir else None
+        if self.outbox is not None:
+            self._recover()
+        self.closing = False
+        self.sock: socket.socket | None = None
+        self.thread = threading.Thread(target=self._run, name="relay sender", daemon=True)
+        self.thread.start()
+
+    def _recover(self) -> None:
+        events: OrderedDict[str, dict] = OrderedDict()
+        for rec in self.outbox.records():
+            if "event" in rec:
+                events[rec["event"]["id"]] = rec["event"]
+            for i in rec.get("ack", ()):
+                events.pop(i, None)
+        for i, wire in events.items():
+            self.pending[i] = encode({"event": wire})
+        self.outbox.rewrite([{"event": e} for e in events.values()])
+        if events:
+            log.info("relay: %d unacknowledged events from the last run will be resent", len(events))
+
+    def add(self, ev: Event) -> None:
+        wire = event_to_wire(ev)
+        with self.cond:
+            if self.outbox is not None:
+                self.outbox.append({"event": wire})
+            self.pending[ev.id] = encode({"event": wire})
+            self.queue.append(ev.id)
+            self.cond.notify_all()
+
+    def test(self) -> None:
+        """SIGUSR1: an IXPECT_TEST event through the whole path."""
+        self.add(Event("IXPECT_TEST", time.time(), {}))
+
+    def configure(self, event_cfg: dict) -> None:
+        """The `event` section (windows, notifiers) is applied by notify."""
+
+    def sync(self) -> None:
+        """Make what was added durable (once per chunk of frames)."""
+        if self.outbox is not None:
+            with self.cond:
+                self.outbox.sync()
+
+    def _acked(self, ids: list[str]) -> None:
+        with self.cond:
+            for i in ids:
+                self.pending.pop(i, None)
+            if self.outbox is not None:
+                if self.pending:
+                    self.outbox.append({"ack": ids})
+                else:  # everything is acknowledged: start the file afresh
+                    self.outbox.rewrite([])
+            self.cond.notify_all()
+
+    def _connect(self) -> socket.socket | None:
+        delay, waiting = 0.05, False
+        while not self.closing:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+                log.info("relay: connected to notify at %s", self.path)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if not waiting:
+                    log.warning("relay: waiting for notify at %s: %s", self.path, exc)
+                    waiting = True
+            with self.cond:
+                self.cond.wait_for(lambda: self.closing, timeout=delay)
+            delay = min(RETRY_MAX, delay * 2)
+        return None
+
+    def _run(self) -> None:
+        while (sock := self._connect()) is not None:
+            with self.cond:
+                self.sock = sock
+                self.queue = deque(self.pending)
+            reader = threading.Thread(target=self._read_acks, args=(sock,), name="relay acks", daemon=True)
+            reader.start()
+            try:
+                while True:
+                    with self.cond:
+                        self.cond.wait_for(lambda: self.queue or self.closing or self.sock is not sock)
+                        if self.closing or self.sock is not sock:
+                            break
+                        msgs = [self.pending[i] for i in self._take()]
+                    sock.sendall(b"".join(msgs))
+            except OSError as exc:
+                log.warning("relay: connection to notify lost: %s", exc)
+            sock.close()
+            reader.join()
+            with self.cond:
+                if self.closing:
+                    return
+
+    def _take(self) -> list[str]:
+        out = []
+        while self.queue and len(out) < 256:
+            i = self.queue.popleft()
+            if i in self.pending:
+                out.append(i)
+        return out
+
+    def _read_acks(self, sock: socket.socket) -> None:
+        decoder = Decoder()
+        try:
+            while data := sock.recv(65536):
+                for msg in decoder.feed(data):
+                    self._acked([str(i) for i in msg.get("ack", ())])
+        except (OSError, ProtocolError) as exc:
+            log.warning("relay: reading acknowledgements: %s", exc)
+        with self.cond:
+            if self.sock is sock:
+                self.sock = None  # the sending loop reconnects
+            self.cond.notify_all()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until notify has acknowledged everything;
+        what is left stays in the outbox for the next start."""
+        with self.cond:
+            self.cond.wait_for(lambda: not self.pending, timeout=timeout)
+            left = len(self.pending)
+            self.closing = True
+            self.cond.notify_all()
+            if self.sock is not None:
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.thread.join(timeout)
+        if self.outbox is not None:
+            self.outbox.close()
+        if left:
+            log.warning("relay: %d events not acknowledged by notify%s", left,
+                        "; kept in the outbox for the next start" if self.outbox else ", lost (no state dir)")
+
+
+class Receiver:
+    """Notify side: a unix socket server driven by `poll(timeout)` from the main loop,
+    so that the collector is only ever touched by one thread."""
+
+    def __init__(self, path: str, state_dir: str | None, add: Callable[[Event], None]):
+        self.add = add
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.open: list[dict] = []  # wire form of the events in the collector's open window
+        self.journal = JsonLines(Path(state_dir) / "relay-journal.jsonl") if state_dir else None
+        self.path = path
+        try:
+            if Path(path).is_socket():
+                os.unlink(path)  # a previous run's; connecting to it would fail anyway
+        except OSError:
+            pass
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+        self.server.setblocking(False)
+        self.clients: dict[socket.socket, Decoder] = {}
+        self.received = self.duplicates = 0
+        self.replaying = False
+
+    def replay(self) -> None:
+        """Feed the journal's open window to the collector (call before serving)."""
+        if self.journal is None:
+            return
+        events = []
+        for rec in self.journal.records():
+            for i in rec.get("seen", ()):
+                self._remember(i)
+            if "event" in rec:
+                self._remember(rec["event"]["id"])
+                events.append(rec["event"])
+        self.replaying = True  # windows closing now: rewrite the journal only at the end
+        try:
+            for wire in events:
+                self.add(event_from_wire(wire))
+                self.open.append(wire)
+        finally:
+            self.replaying = False
+        self.journal.rewrite(self._compacted())
+        if events:
+            log.info("relay: %d events replayed from the journal", len(events))
+
+    def window_delivered(self) -> None:
+        """The collector's window is in the delivery's spool: the journal need not keep it."""
+        self.open = []
+        if self.journal is not None and not self.replaying:
+            self.journal.rewrite(self._compacted())
+
+    def _compacted(self) -> list[dict]:
+        return [{"seen": list(self.seen)}, *({"event": e} for e in self.open)]
+
+    def _remember(self, i: str) -> None:
+        self.seen[i] = None
+        if len(self.seen) > SEEN_MAX:
+            self.seen.popitem(last=False)
+
+    def fileno(self) -> int:
+        return self.server.fileno()
+
+    def poll(self, timeout: float) -> None:
+        """Accept and read what is there, waiting at most `timeout` seconds."""
+        ready, _, _ = select.select([self.server, *self.clients], [], [], timeout)
+        for sock in ready:
+            if sock is self.server:
+                self._accept()
+            else:
+                self._read(sock)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.server.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(True)
+        self.clients[conn] = Decoder()
+        log.info("relay: capture connected")
+
+    def _read(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(1 << 20)
+            if not data:
+                raise ConnectionResetError("closed by capture")
+            acks = [self._receive(msg) for msg in self.clients[sock].feed(data)]
+            if self.journal is not None:
+                self.journal.sync()
+            if acks:
+                sock.sendall(encode({"ack": [a for a in acks if a is not None]}))
+        except (OSError, ProtocolError) as exc:
+            log.warning("relay: capture connection closed: %s", exc)
+            del self.clients[sock]
+            sock.close()
+
+    def _receive(self, msg: dict) -> str | None:
+        wire = msg.get("event")
+        try:
+            ev = event_from_wire(wire)
+        except (TypeError, KeyError, ValueError) as exc:
+            log.error("relay: malformed event dropped: %s: %.200s", exc, json.dumps(msg))
+            return str(wire["id"]) if isinstance(wire, dict) and "id" in wire else None
+        if ev.id in self.seen:
+            self.duplicates += 1
+            return ev.id
+        self.received += 1
+        self._remember(ev.id)
+        self.add(ev)  # may close the previous window first (window_delivered)
+        self.open.append(wire)
+        if self.journal is not None:
+            self.journal.append({"event": wire})
+        return ev.id
+
+    def close(self) -> None:
+        for sock in self.clients:
+            sock.close()
+        self.server.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        if self.journal is not None:
+            self.journal.close()

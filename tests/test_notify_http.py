@@ -1,0 +1,164 @@
+"""http, slack and alertmanager notifiers against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+
+import pytest
+from notifyutil import RETRY, Recorder, arp_batch, make_cert, wait_until
+
+from ixpect.events import Batch
+from ixpect.notify import channels
+from ixpect.notify.delivery import Delivery
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(statuses=None):
+        servers.append(Recorder(statuses))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def http_channel(url, **extra):
+    return {"url": url, "method": "POST", "content_type": "application/json", "headers": {},
+            "verify_tls": True, "timeout": 5.0, "events": [], **extra}
+
+
+def test_http_default_body_and_headers(server):
+    rec = server()
+    ch = http_channel(rec.url + "/hook", headers={"Authorization": "Bearer hunter2-token", "X-Site": "fra1"})
+    d = Delivery(channels({"http": {"channels": [ch]}}), **RETRY)
+    a, b = arp_batch("192.0.2.1"), arp_batch("192.0.2.2", type="ARP_NEIGHBOR_NEW_DYNAMIC", count=1)
+    d([a, b])
+    (body,) = wait_until(lambda: rec.delivered("/hook"), what="the webhook")
+    d.close(1)
+    req = rec.requests[0]
+    assert req["method"] == "POST"
+    assert req["headers"]["Content-Type"] == "application/json"
+    assert req["headers"]["Authorization"] == "Bearer hunter2-token"
+    assert req["headers"]["X-Site"] == "fra1"
+    assert [x["id"] for x in body["batches"]] == [a.id, b.id]
+    first = body["batches"][0]
+    assert first["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC" and first["count"] == 3
+    assert first["first"] == "2025-10-25T21:00:13.123456Z"
+    assert first["data"] == a.data and first["member"] == {"asn": 64500, "name": "Example & Co"}
+    assert base64.b64decode(first["sample"]) == a.sample
+
+
+def test_http_500_then_200_retries_once_and_delivers_once(server, caplog):
+    rec = server([500])
+    d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/hook")]}}), **RETRY)
+    d([arp_batch()])
+    wait_until(lambda: rec.delivered(), what="the delivery after the retry")
+    wait_until(lambda: d.pending() == 0, what="the queue to drain")
+    d.close(1)
+    assert [r["status"] for r in rec.requests] == [500, 200]
+    assert len(rec.delivered()) == 1
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1 and "500 Server Error" in failures[0].getMessage()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_https_verifies_certificates_by_default(tmp_path, monkeypatch, caplog):
+    cert = make_cert(tmp_path)
+    rec = Recorder(cert=cert)
+    try:
+        d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/verified"),
+                                                     http_channel(rec.url + "/unverified", verify_tls=False)]}}),
+                     **RETRY)
+        d([arp_batch()])
+        wait_until(lambda: rec.delivered("/unverified"), what="the unverified channel")
+        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, what="the verification failure")
+        d.close(0.2)
+        assert rec.delivered("/verified") == []
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert[0]))  # trust the server's CA
+        d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/verified")]}}), **RETRY)
+        d([arp_batch()])
+        wait_until(lambda: rec.delivered("/verified"), what="the verified channel")
+        d.close(1)
+    finally:
+        rec.close()
+
+
+def test_http_custom_template(server, tmp_path):
+    rec = server()
+    tpl = tmp_path / "ticket.txt"
+    tpl.write_text("{% for b in batches %}{{ b.type }} {{ b.data.ip4_addr }} x{{ b.count }}\n{% endfor %}")
+    ch = http_channel(rec.url + "/ticket", method="PUT", content_type="text/plain", template=str(tpl))
+    d = Delivery(channels({"http": {"channels": [ch]}}), **RETRY)
+    d([arp_batch("192.0.2.7")])
+    wait_until(lambda: rec.requests, what="the request")
+    d.close(1)
+    req = rec.requests[0]
+    assert (req["method"], req["path"], req["headers"]["Content-Type"]) == ("PUT", "/ticket", "text/plain")
+    assert req["body"] == b"ARP_NEIGHBOR_SPOOFED_STATIC 192.0.2.7 x3\n"
+
+
+def test_slack_one_mrkdwn_message_per_type(server, tmp_path):
+    rec = server()
+    secret_file = tmp_path / "webhook"
+    secret_file.write_text(rec.url + "/services/T0001/B0001/XXXXsecretXXXX\n")
+    d = Delivery(channels({"slack": {"channels": [{"webhook_url_file": str(secret_file)}]}}), **RETRY)
+    a, b = arp_batch("192.0.2.1"), arp_batch("192.0.2.2", type="STP_PACKET_FOUND")
+    d([a, b])
+    wait_until(lambda: len(rec.delivered()) == 2, what="two slack messages")
+    d.close(1)
+    texts = sorted(m["text"] for m in rec.delivered("/services/T0001/B0001/XXXXsecretXXXX"))
+    assert texts[0].startswith("*[IXpect] ARP_NEIGHBOR_SPOOFED_STATIC triggered in 1 batches (3 events)*\n• *3×*")
+    assert a.id in texts[0] and "Example &amp; Co" in texts[0] and b.id not in texts[0]
+    assert texts[1].startswith("*[IXpect] STP_PACKET_FOUND triggered in 1 batches") and b.id in texts[1]
+
+
+def test_alertmanager_labels(server):
+    rec = server()
+    d = Delivery(channels({"alertmanager": {"channels": [{"url": rec.url, "timeout": 5.0}]}}), **RETRY)
+    spoof = arp_batch("192.0.2.1")
+    bum = Batch("BUM_RATE_BROADCAST_EXCEEDED", {"mac_addr_source": "02:00:00:00:00:01", "count": 900,
+                                                "threshold": 100, "window": "1s"}, None, 1.0, 2.0, 4)
+    d([spoof, bum])
+    (alerts,) = wait_until(lambda: rec.delivered("/api/v2/alerts"), what="the alerts")
+    d.close(1)
+    host = socket.gethostname()
+    assert alerts[0]["labels"] == {"alertname": "ARP_NEIGHBOR_SPOOFED_STATIC", "source": "ixpect", "instance": host,
+                                   "mac": "aa:bb:cc:dd:ee:ff", "ip": "192.0.2.1",
+                                   "asn": "64500", "member": "Example & Co"}
+    assert alerts[0]["startsAt"] == "2025-10-25T21:00:13.123456Z" and "endsAt" not in alerts[0]
+    assert alerts[0]["annotations"]["count"] == "3" and alerts[0]["annotations"]["batch_id"] == spoof.id
+    assert alerts[1]["labels"] == {"alertname": "BUM_RATE_BROADCAST_EXCEEDED", "source": "ixpect", "instance": host,
+                                   "mac": "02:00:00:00:00:01"}
+    assert all(isinstance(v, str) for a in alerts for v in (*a["labels"].values(), *a["annotations"].values()))
+
+
+def test_secrets_never_logged(server, caplog):
+    """A webhook URL, a header token and a URL password are credentials: failures of
+    every kind (refused connection, HTTP error) are logged without them."""
+    caplog.set_level(logging.DEBUG)  # urllib3 logs request paths at debug level
+    rec = server([500] * 3)
+    dead = Recorder()
+    dead.close()  # a port that refuses connections
+    chans = channels({
+        "slack": {"channels": [{"webhook_url": dead.url + "/services/T1/B1/SLACKSECRET1"}]},
+        "http": {"channels": [http_channel(rec.url + "/h?token=QUERYSECRET2",
+                                           headers={"Authorization": "Bearer HEADERSECRET3"})]},
+        "alertmanager": {"channels": [{"url": "http://am:URLPASSWORD4@" + dead.url[7:], "timeout": 1.0}]},
+    })
+    d = Delivery(chans, **RETRY)
+    d([arp_batch()])
+    wait_until(lambda: sum("failed" in r.getMessage() for r in caplog.records) >= 6, what="failures")
+    d.close(0.2)
+    text = caplog.text
+    for name in ("slack[0]", "http[0]", "alertmanager[0]"):
+        assert f"{name}: delivery of 1 batches (3 events) failed" in text
+    assert "delivery of 1 batches (3 events) failed: HTTPError: 500 Server Error" in text
+    assert "ConnectionError" in text
+    assert '"POST *** HTTP/1.1" 500' in text  # urllib3's own line, scrubbed
+    for secret in ("SLACKSECRET1", "QUERYSECRET2", "HEADERSECRET3", "URLPASSWORD4"):
+        assert secret not in text
