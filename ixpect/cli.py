@@ -89,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     ixf_sub = ixf.add_subparsers(dest="ixf_command", required=True, parser_class=_EnvDefaults)
     ixf_list = ixf_sub.add_parser("list", help="list infrastructures and VLANs of an export")
     ixf_list.add_argument("--source", required=True, metavar="URL|FILE")
+    ixf_list.add_argument("--cache-dir", help="keep the export here and fetch it conditionally (ETag)")
     ixf_list.set_defaults(impl="ixpect.ixf.cli:list_main")
     render = ixf_sub.add_parser("render", help="render a config from an export")
     render.add_argument("--source", required=True, metavar="URL|FILE")
@@ -98,6 +99,10 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--template", metavar="FILE", help="jinja2 template replacing the built-in one")
     render.add_argument("-o", "--output", required=True, metavar="OUT")
     render.add_argument("--strict", action="store_true", help="treat every schema warning as an error")
+    render.add_argument("--force", action="store_true", help="write even if more than --max-drop static entries go")
+    render.add_argument("--max-drop", type=float, default=0.3, metavar="SHARE",
+                        help="refuse a refresh dropping more than this share of static entries (default %(default)s)")
+    render.add_argument("--cache-dir", help="keep the export here and fetch it conditionally (ETag)")
     render.set_defaults(impl="ixpect.ixf.cli:render_main")
 
     ns = sub.add_parser("netns", help="set up or tear down the isolated capture namespace")

@@ -86,3 +86,13 @@ def test_sigterm_flushes_pending_batches_and_exits_0(tmp_path):
     assert events and len(events) < 2000 * 400  # stopped half-way
     # the log notifier reported the open window's batches before exiting
     assert "ARP_NEIGHBOR_NEW_DYNAMIC x" in err
+
+
+def test_sigusr1_sends_ixpect_test_through_the_notifiers(tmp_path, caplog):
+    conf = tmp_path / "ixpect.conf.yaml"
+    write_config(conf)
+    monitor = Monitor(str(conf), *load(conf))
+    monitor.pending.add(signal.SIGUSR1)
+    monitor.apply_signals()
+    monitor.delivery.close(5)
+    assert any(r.name == "ixpect.events" and r.getMessage().startswith("IXPECT_TEST x1") for r in caplog.records)
