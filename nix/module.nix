@@ -125,6 +125,8 @@ let
         "${baseConfig}"
         "--output"
         renderedConfig
+        "--cache-dir"
+        "/var/cache/ixpect"
       ]
     })
     echo "ixpect ixf render: $result"
@@ -393,6 +395,9 @@ in
         // {
           Type = "oneshot";
           RuntimeDirectory = "ixpect-ixf";
+          # ETag/Last-Modified of the last good export: an unchanged one costs a 304
+          CacheDirectory = "ixpect";
+          CacheDirectoryMode = "0700";
           ExecStart = "${renderScript}";
           ExecStartPost = "+${reloadScript}";
         };
