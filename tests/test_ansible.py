@@ -169,7 +169,8 @@ def variant(request, tmp_path_factory):
 def test_units_carry_exactly_the_shared_hardening(variant):
     label, files = variant
     services = {name.removesuffix(".service") for name in files if name.endswith(".service")}
-    assert services == {"ixpect-netns", "ixpect-capture", "ixpect-notify"} | ({"ixpect-ixf"} if label == "ixf" else set())
+    expected = {"ixpect-netns", "ixpect-capture", "ixpect-notify"} | ({"ixpect-ixf"} if label == "ixf" else set())
+    assert services == expected
     for unit in services:
         service = units.parse(files[f"{unit}.service"].read_text())["Service"]
         for key, values in units.expected_hardening(unit).items():
@@ -205,7 +206,8 @@ def run_ixf_scripts(directory: Path, workdir: Path, changed: bool) -> list[str]:
     log, fake, flag = workdir / "calls", workdir / "bin", workdir / "run"
     for d in (fake, flag):
         d.mkdir(parents=True, exist_ok=True)
-    (fake / "ixpect").write_text(f"#!/bin/sh\necho ixpect \"$@\" >> {log}\necho {'changed' if changed else 'unchanged'}\n")
+    result = "changed" if changed else "unchanged"
+    (fake / "ixpect").write_text(f"#!/bin/sh\necho ixpect \"$@\" >> {log}\necho {result}\n")
     (fake / "systemctl").write_text(f"#!/bin/sh\necho systemctl \"$@\" >> {log}\n")
     for tool in ("ixpect", "systemctl"):
         (fake / tool).chmod(0o755)
@@ -227,8 +229,8 @@ def test_units_are_the_nixos_modules_units(variant, tmp_path):
         assert comparable(files[name], scripts) == comparable(nix[name], scripts), name
     if label == "ixf":
         for changed in (True, False):
-            role = run_ixf_scripts(files["ixpect-capture.service"].parent, tmp_path / f"role-{changed}", changed)
-            store = run_ixf_scripts(nix["ixpect-capture.service"].parent / "store", tmp_path / f"nix-{changed}", changed)
+            role = run_ixf_scripts(files["ixpect-capture.service"].parent, tmp_path / f"role{changed}", changed)
+            store = run_ixf_scripts(nix["ixpect-capture.service"].parent / "store", tmp_path / f"nix{changed}", changed)
             assert "--base /etc/ixpect/ixpect-base.conf.yaml --output" in role[0]
             base = re.compile(r"--base \S+")  # a store path on NixOS
             assert [base.sub("--base B", c) for c in role] == [base.sub("--base B", c) for c in store]

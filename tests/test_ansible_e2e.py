@@ -326,8 +326,9 @@ def test_capture_runs_in_the_namespace_with_cap_net_raw_only(lab):
 
 def test_frames_from_the_peer_become_events_naming_the_member(lab):
     from scapy.layers.l2 import ARP, LLC, STP, Dot3, Ether
-    spoof = Ether(src=FOREIGN, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=FOREIGN, psrc=lab.member_ip,
-                                                             pdst=lab.member_ip)
+    # A foreign MAC answering for the member's address (gratuitous ARP reply).
+    ip = lab.member_ip
+    spoof = Ether(src=FOREIGN, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=FOREIGN, psrc=ip, pdst=ip)
     bpdu = Dot3(src=PEER_MAC, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP()
     who = {"asn": lab.member["asnum"], "name": lab.member["name"]}
 
