@@ -377,6 +377,33 @@ def test_settings_change_reloads_instead_of_restarting(lab):
     assert changed(lab.playbook("-e", "@/srv/test/change.json")) == 0
 
 
+def test_another_namespace_takes_the_interface_along(lab):
+    """The old namespace goes down with its old unit (handing the interface back), the
+    capture comes up in the new one and still sees the peer."""
+    from scapy.layers.l2 import ARP, Ether
+    c = lab.container
+    moved = json.loads((lab.workdir / "test" / "change.json").read_text()) | {"ixpect_netns": "ixp-lan"}
+    (lab.workdir / "test" / "move.json").write_text(json.dumps(moved))
+    out = lab.playbook("-e", "@/srv/test/move.json")
+    assert "RUNNING HANDLER [ixpect : Restart ixpect-netns]" in out
+    assert [line.split()[0] for line in c.sh("ip netns list").stdout.splitlines()] == ["ixp-lan"]
+    state = c.sh("systemctl is-active " + " ".join(UNITS), check=False).stdout.split()
+    assert state == ["active"] * len(UNITS)
+    pid = c.sh("systemctl show -P MainPID ixpect-capture").stdout.strip()
+    assert c.sh(f"readlink /proc/{pid}/ns/net").stdout.strip() == "net:[%s]" % c.sh(
+        "stat -L -c %i /run/netns/ixp-lan").stdout.strip()
+    assert json.loads(c.sh(f"ip -n ixp-lan -j addr show {lab.interface}").stdout)[0]["addr_info"] == []
+    seen = len([b for b in lab.batches() if b["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC"])
+    ip = lab.member_ip
+    spoof = Ether(src=FOREIGN, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=FOREIGN, psrc=ip, pdst=ip)
+
+    def more():
+        lab.send(spoof)
+        return len([b for b in lab.batches() if b["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC"]) > seen
+    c.wait_until(more, timeout=60, what="an event from the capture in the new namespace", interval=1)
+    assert changed(lab.playbook("-e", "@/srv/test/move.json")) == 0
+
+
 def test_teardown_leaves_nothing_behind(lab):
     pidns, nspawn = lab.container.pidns, lab.container.nspawn
     lab.teardown()
