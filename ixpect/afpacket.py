@@ -17,8 +17,6 @@ import socket
 import struct
 from collections.abc import Iterator
 
-from pyroute2 import netns as _netns
-
 SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
@@ -43,14 +41,17 @@ class AfPacketSource:
     """Chunks of (timestamp, frame) from `interface`, opened inside namespace `netns`."""
 
     def __init__(self, interface: str, netns: str | None = None, *, block_size: int = 1 << 20,
-                 block_count: int = 64, retire_ms: int = 50):
-        if netns:
-            _netns.pushns(netns)  # only this socket lives there; we return at once
-        try:
+                 block_count: int = 64, retire_ms: int = 50, fd: int | None = None):
+        """`fd`: the socket with its ring, already open (inherited across an exec)."""
+        if fd is not None:
+            self.sock = socket.socket(fileno=fd)
+        elif netns:  # only this socket lives there; the process stays where it is
+            from ixpect.netns import inside
+
+            with inside(netns):
+                self.sock = self._open(interface, block_size, block_count, retire_ms)
+        else:
             self.sock = self._open(interface, block_size, block_count, retire_ms)
-        finally:
-            if netns:
-                _netns.popns()
         self.interface = interface
         self.block_size, self.block_count = block_size, block_count
         self.ring = mmap.mmap(self.sock.fileno(), block_size * block_count,

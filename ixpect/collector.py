@@ -13,11 +13,16 @@ def _key(ev: Event) -> tuple:
 
 class Collector:
     """Batches events of one type with equal data; a window closes `window` seconds
-    after its first event, measured in frame time so that a replay is deterministic."""
+    after its first event, measured in frame time so that a replay is deterministic.
 
-    def __init__(self, window: float, deliver: Callable[[list[Batch]], None]):
+    A window holds at most `max_batches` batches: events that would open more are
+    counted in one IXPECT_TABLE_FULL batch, so a flood of distinct events (invented
+    addresses) costs bounded memory and one line in the mail, not a million."""
+
+    def __init__(self, window: float, deliver: Callable[[list[Batch]], None], max_batches: int = 10_000):
         self.window = window
         self.deliver = deliver
+        self.max_batches = max_batches
         self.batches: dict[tuple, Batch] = {}
         self.deadline = float("inf")
 
@@ -26,6 +31,10 @@ class Collector:
             self.flush()
         key = _key(ev)
         batch = self.batches.get(key)
+        if batch is None and len(self.batches) >= self.max_batches:
+            ev = Event("IXPECT_TABLE_FULL", ev.timestamp, {"table": "event.batches", "limit": self.max_batches})
+            key = _key(ev)
+            batch = self.batches.get(key)
         if batch is None:
             if not self.batches:
                 self.deadline = ev.timestamp + self.window

@@ -63,7 +63,7 @@ class Batching:
         self.state_dir = state_dir
         self.delivered = delivered
         self.delivery = Delivery.from_config(event_cfg, state_dir)
-        self.collector = Collector(event_cfg["collection_window"], self._deliver)
+        self.collector = Collector(event_cfg["collection_window"], self._deliver, event_cfg["max_batches"])
         self.timers = (self.collector,)
 
     def _deliver(self, batches) -> None:
@@ -80,6 +80,7 @@ class Batching:
 
     def configure(self, event_cfg: dict) -> None:
         self.collector.window = event_cfg["collection_window"]
+        self.collector.max_batches = event_cfg["max_batches"]
         if event_cfg != self.event_cfg:
             # what the old channels still hold stays in the spool for the new ones
             self.delivery.close(CLOSE_TIMEOUT)
@@ -172,6 +173,7 @@ class Notify(Service):
         self.batching = Batching(cfg["event"], state_dir, delivered=self._delivered)
         self.receiver = relay.Receiver(socket_path, state_dir, self.batching.add)
         self.receiver.replay()
+        log.info("listening on %s", socket_path)
 
     def _delivered(self) -> None:
         self.receiver.window_delivered()
@@ -216,7 +218,7 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         monitor.apply_signals()
 
 
-def open_source(args):
+def open_source(args, inherited: int | None = None):
     """The live source of `run`/`capture`, opened before privileges are dropped."""
     if getattr(args, "vxlan", None):
         from ixpect.vxlan import VxlanSource
@@ -224,7 +226,7 @@ def open_source(args):
         return VxlanSource(args.vxlan, args.vni)
     from ixpect.afpacket import AfPacketSource
 
-    return AfPacketSource(args.interface, args.netns)
+    return AfPacketSource(args.interface, args.netns, fd=inherited)
 
 
 def _load_or_log(args):
@@ -240,13 +242,16 @@ def _load_or_log(args):
 
 def _start_live(args):
     """Open the source, then drop privileges; None (logged) when either fails."""
+    inherited = privileges.inherited_socket()
     try:
-        source = open_source(args)
+        source = open_source(args, inherited)
     except (OSError, ValueError) as exc:
         log.error("cannot open the capture source: %s", exc)
         return None
     try:
-        privileges.drop(args.user)
+        # AF_PACKET needs CAP_NET_RAW only to open: hand the socket to a fresh exec if need be
+        handover = source.sock.fileno() if args.interface and inherited is None else None
+        privileges.drop(args.user, handover)
     except (OSError, KeyError, RuntimeError) as exc:
         source.close()
         log.error("cannot drop privileges: %s", exc)

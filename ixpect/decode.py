@@ -16,10 +16,11 @@ VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 #: pseudo EtherType of 802.3 frames (length field instead of a type): LLC/SNAP
 LLC = -1
 
+ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 ETH_IPV6 = 0x86DD
 
-ICMPV6 = 58
+ICMP, UDP, ICMPV6 = 1, 17, 58
 ND_RS, ND_RA, ND_NS, ND_NA = 133, 134, 135, 136
 #: length of each ND message before its options, from the ICMPv6 type octet on
 _ND_FIXED = {ND_RS: 8, ND_RA: 16, ND_NS: 24, ND_NA: 24}
@@ -71,6 +72,56 @@ def arp(buf: bytes, off: int) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     if len(buf) < off + 28:
         raise Malformed(f"truncated ARP packet ({len(buf) - off} bytes)")
     return _ARP_BODY(buf, off + 6)
+
+
+_IPV4 = struct.Struct("!BxHxxHxBxx4s4s").unpack_from  # ver/IHL, length, fragment, protocol, addresses
+
+
+def ipv4(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int]:
+    """(source, destination, protocol, its offset, end of the IPv4 packet). A non-first
+    fragment yields the protocol with no payload to decode (offset == end)."""
+    n = len(buf)
+    if n < off + 20:
+        raise Malformed(f"truncated IPv4 header ({n - off} bytes)")
+    vihl, length, frag, proto, src, dst = _IPV4(buf, off)
+    if vihl >> 4 != 4:
+        raise Malformed(f"IPv4 EtherType with IP version {vihl >> 4}")
+    hlen = (vihl & 15) * 4
+    if hlen < 20 or length < hlen:
+        raise Malformed(f"IPv4 header length {hlen} with total length {length}")
+    end = off + length
+    if end > n:
+        raise Malformed(f"IPv4 total length {length} exceeds the frame ({n - off})")
+    return src, dst, proto, end if frag & 0x1FFF else off + hlen, end
+
+
+def udp(buf: bytes, p: int, end: int) -> tuple[int, int]:
+    """(source port, destination port) of a UDP header."""
+    if p + 8 > end:
+        raise Malformed("truncated UDP header")
+    return buf[p] << 8 | buf[p + 1], buf[p + 2] << 8 | buf[p + 3]
+
+
+def llc(buf: bytes, off: int) -> tuple[int, int, int, int]:
+    """(DSAP, SSAP, control, SNAP) of the 802.2 LLC header at `off`, right after the
+    802.3 length field; SNAP is the 40-bit OUI and protocol id (OUI << 16 | PID) of a
+    SNAP header (DSAP/SSAP 0xaa, UI), else -1. Control is one octet for U-format
+    frames and two for I/S-format ones."""
+    length = buf[off - 2] << 8 | buf[off - 1]
+    if length < 3:
+        raise Malformed(f"802.3 length {length} too short for an LLC header")
+    if len(buf) < off + 3:
+        raise Malformed(f"truncated LLC header ({len(buf) - off} bytes)")
+    dsap, ssap, ctrl = buf[off], buf[off + 1], buf[off + 2]
+    if ctrl & 3 != 3:  # I or S format: a second control octet
+        if len(buf) < off + 4:
+            raise Malformed("truncated LLC control field")
+        return dsap, ssap, ctrl << 8 | buf[off + 3], -1
+    if dsap == 0xAA and ssap == 0xAA and ctrl == 3:
+        if len(buf) < off + 8:
+            raise Malformed(f"truncated SNAP header ({len(buf) - off - 3} bytes)")
+        return dsap, ssap, ctrl, int.from_bytes(buf[off + 3:off + 8], "big")
+    return dsap, ssap, ctrl, -1
 
 
 def ipv6(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int, int]:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from ixpect import decode
-from ixpect.decode import ETH_ARP, ETH_IPV6, ICMPV6, LLC, Malformed
+from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, LLC, Malformed
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
 from ixpect.probes import HANDLERS, Probe, probe_class
@@ -43,9 +43,9 @@ class Engine:
                 del self.probes[name]
         for name, cfg in enabled.items():
             if name in self.probes:
-                self.probes[name].configure(cfg)
+                self.probes[name].reconfigure(cfg, self.members)
             else:
-                self.probes[name] = probe_class(name)(cfg, self.emit)
+                self.probes[name] = probe_class(name)(cfg, self.emit, self.members)
         self._build_dispatch()
 
     def _build_dispatch(self) -> None:
@@ -54,13 +54,15 @@ class Engine:
         self._every = by_kind["frame"]
         self._arp_probes = by_kind["arp"]
         self._nd_probes = by_kind["nd"]
-        table: dict[int, tuple] = {}
-        if self._arp_probes:
-            table[ETH_ARP] = (self._arp,)
-        if self._nd_probes:
-            table[ETH_IPV6] = (self._ipv6,)
-        if by_kind["llc"]:
-            table[LLC] = tuple(self._llc(h) for h in by_kind["llc"])
+        self._ip4_probes = by_kind["ipv4"]
+        self._ip6_probes = by_kind["ip6"]
+        self._llc_probes = by_kind["llc"]
+        decoders = ((ETH_ARP, self._arp, self._arp_probes), (ETH_IPV4, self._ipv4, self._ip4_probes),
+                    (ETH_IPV6, self._ipv6, self._nd_probes + self._ip6_probes), (LLC, self._llc, self._llc_probes))
+        table = {et: (decoder,) for et, decoder, wanted in decoders if wanted}
+        for h in by_kind["ether"]:
+            for et in h.__self__.ether_types:
+                table[et] = table.get(et, ()) + (h,)
         self._default: tuple = ()
         if by_kind["other"]:
             self._default = tuple(self._other(h) for h in by_kind["other"])
@@ -73,17 +75,13 @@ class Engine:
         self.deadline = min(t.deadline for t in self._timers) if self._timers else float("inf")
 
     @staticmethod
-    def _llc(handler):
-        return lambda ts, buf, off, et: handler(ts, buf)
-
-    @staticmethod
     def _other(handler):
         return lambda ts, buf, off, et: handler(ts, buf, et)
 
     def feed(self, frames: Iterable[tuple[float, bytes]]) -> None:
         """Run every frame through the probes. Never raises for a frame's content."""
         every, get, default = self._every, self._table.get, self._default
-        ethernet = decode.ethernet
+        ethernet, tagged = decode.ethernet, decode.VLAN_TPIDS
         n = 0
         ts = self.now
         try:
@@ -92,7 +90,11 @@ class Engine:
                 if ts >= self.deadline:
                     self.tick(ts)
                 try:
-                    et, off = ethernet(buf)
+                    et = buf[12] << 8 | buf[13] if len(buf) >= 14 else 0
+                    if et < 0x0600 or et in tagged:  # not plain Ethernet II: the full decoder
+                        et, off = ethernet(buf)
+                    else:
+                        off = 14
                     for h in every:
                         h(ts, buf)
                     for h in get(et, default):
@@ -112,9 +114,16 @@ class Engine:
             for h in self._arp_probes:
                 h(ts, buf, *fields)
 
+    def _ipv4(self, ts: float, buf: bytes, off: int, et: int) -> None:
+        src, dst, proto, p, end = decode.ipv4(buf, off)
+        for h in self._ip4_probes:
+            h(ts, buf, src, dst, proto, p, end)
+
     def _ipv6(self, ts: float, buf: bytes, off: int, et: int) -> None:
         src, dst, hlim, proto, p, end = decode.ipv6(buf, off)
-        if proto != ICMPV6 or p == end:
+        for h in self._ip6_probes:
+            h(ts, buf, src, dst, proto, p, end)
+        if proto != ICMPV6 or p == end or not self._nd_probes:
             return
         kind, target, lladdr = decode.nd(buf, p, end)
         if kind:
@@ -122,6 +131,11 @@ class Engine:
                 raise Malformed(f"ICMPv6 type {kind} with hop limit {hlim} (RFC 4861 requires 255)")
             for h in self._nd_probes:
                 h(ts, buf, kind, src, target, lladdr)
+
+    def _llc(self, ts: float, buf: bytes, off: int, et: int) -> None:
+        dsap, ssap, ctrl, snap = decode.llc(buf, off)
+        for h in self._llc_probes:
+            h(ts, buf, off, dsap, ssap, ctrl, snap)
 
     def bad_packet(self, ts: float, buf: bytes, reason: str) -> None:
         data = {"mac_addr_source": mac(buf[6:12])} if len(buf) >= 12 else {}

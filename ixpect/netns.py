@@ -37,12 +37,14 @@ def vxlan_name(vni: int) -> str:
 
 @contextmanager
 def inside(name: str):
-    """Run the body with this thread's network namespace set to `name` (for /proc/sys/net)."""
-    netns.pushns(name)
-    try:
-        yield
-    finally:
-        netns.popns()
+    """Run the body with this thread's network namespace set to `name`, which must
+    exist: sockets opened and /proc/sys/net files written there belong to it."""
+    with open("/proc/thread-self/ns/net") as back:
+        netns.setns(name, flags=0)  # flags=0: never create it by accident
+        try:
+            yield
+        finally:
+            netns.setns(back.fileno(), flags=0)
 
 
 def _sysctl(key: str, value: str) -> None:

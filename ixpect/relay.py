@@ -119,6 +119,10 @@ class JsonLines:
             os.fsync(self.fd)
             self.dirty = False
 
+    def clear(self) -> None:
+        os.ftruncate(self.fd, 0)  # appends continue at the new end
+        self.dirty = True
+
     def rewrite(self, records: list[dict]) -> None:
         """Replace the content atomically."""
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -166,7 +170,7 @@ class Sender:
             self.pending[i] = encode({"event": wire})
         self.outbox.rewrite([{"event": e} for e in events.values()])
         if events:
-            log.info("relay: %d unacknowledged events from the last run will be resent", len(events))
+            log.info("%d unacknowledged events from the last run will be resent", len(events))
 
     def add(self, ev: Event) -> None:
         wire = event_to_wire(ev)
@@ -198,7 +202,7 @@ class Sender:
                 if self.pending:
                     self.outbox.append({"ack": ids})
                 else:  # everything is acknowledged: start the file afresh
-                    self.outbox.rewrite([])
+                    self.outbox.clear()
             self.cond.notify_all()
 
     def _connect(self) -> socket.socket | None:
@@ -207,12 +211,12 @@ class Sender:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(self.path)
-                log.info("relay: connected to notify at %s", self.path)
+                log.info("connected to notify at %s", self.path)
                 return sock
             except OSError as exc:
                 sock.close()
                 if not waiting:
-                    log.warning("relay: waiting for notify at %s: %s", self.path, exc)
+                    log.warning("waiting for notify at %s: %s", self.path, exc)
                     waiting = True
             with self.cond:
                 self.cond.wait_for(lambda: self.closing, timeout=delay)
@@ -235,7 +239,7 @@ class Sender:
                         msgs = [self.pending[i] for i in self._take()]
                     sock.sendall(b"".join(msgs))
             except OSError as exc:
-                log.warning("relay: connection to notify lost: %s", exc)
+                log.warning("connection to notify lost: %s", exc)
             sock.close()
             reader.join()
             with self.cond:
@@ -256,8 +260,11 @@ class Sender:
             while data := sock.recv(65536):
                 for msg in decoder.feed(data):
                     self._acked([str(i) for i in msg.get("ack", ())])
+            if not self.closing:
+                log.warning("connection to notify lost: closed by notify")
         except (OSError, ProtocolError) as exc:
-            log.warning("relay: reading acknowledgements: %s", exc)
+            if not self.closing:
+                log.warning("connection to notify lost: %s", exc)
         with self.cond:
             if self.sock is sock:
                 self.sock = None  # the sending loop reconnects
@@ -268,11 +275,11 @@ class Sender:
             pass
 
     def close(self, timeout: float) -> None:
-        """Wait (at most `timeout` seconds) until notify has acknowledged everything;
-        what is left stays in the outbox for the next start."""
+        """Wait (at most `timeout` seconds, and only while connected) until notify has
+        acknowledged everything; what is left stays in the outbox for the next start."""
         with self.cond:
-            self.cond.wait_for(lambda: not self.pending, timeout=timeout)
-            left = len(self.pending)
+            self.cond.wait_for(lambda: not self.pending or self.sock is None, timeout=timeout)
+            left, kept = len(self.pending), self.outbox is not None
             self.closing = True
             self.cond.notify_all()
             if self.sock is not None:
@@ -280,12 +287,14 @@ class Sender:
                     self.sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self.thread.join(timeout)
-        if self.outbox is not None:
-            self.outbox.close()
+        self.thread.join(max(timeout, 1.0))
+        with self.cond:  # a late acknowledgement must not write to a closed file
+            if self.outbox is not None:
+                self.outbox.close()
+                self.outbox = None
         if left:
-            log.warning("relay: %d events not acknowledged by notify%s", left,
-                        "; kept in the outbox for the next start" if self.outbox else ", lost (no state dir)")
+            log.warning("%d events not acknowledged by notify%s", left,
+                        "; kept in the outbox for the next start" if kept else ", lost (no state dir)")
 
 
 class Receiver:
@@ -331,7 +340,7 @@ class Receiver:
             self.replaying = False
         self.journal.rewrite(self._compacted())
         if events:
-            log.info("relay: %d events replayed from the journal", len(events))
+            log.info("%d events replayed from the journal", len(events))
 
     def window_delivered(self) -> None:
         """The collector's window is in the delivery's spool: the journal need not keep it."""
@@ -366,7 +375,7 @@ class Receiver:
             return
         conn.setblocking(True)
         self.clients[conn] = Decoder()
-        log.info("relay: capture connected")
+        log.info("capture connected")
 
     def _read(self, sock: socket.socket) -> None:
         try:
@@ -379,7 +388,7 @@ class Receiver:
             if acks:
                 sock.sendall(encode({"ack": [a for a in acks if a is not None]}))
         except (OSError, ProtocolError) as exc:
-            log.warning("relay: capture connection closed: %s", exc)
+            log.warning("capture connection closed: %s", exc)
             del self.clients[sock]
             sock.close()
 
@@ -388,7 +397,7 @@ class Receiver:
         try:
             ev = event_from_wire(wire)
         except (TypeError, KeyError, ValueError) as exc:
-            log.error("relay: malformed event dropped: %s: %.200s", exc, json.dumps(msg))
+            log.error("malformed event dropped: %s: %.200s", exc, json.dumps(msg))
             return str(wire["id"]) if isinstance(wire, dict) and "id" in wire else None
         if ev.id in self.seen:
             self.duplicates += 1

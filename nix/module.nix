@@ -353,6 +353,9 @@ in
               captureInterface
               "--socket"
               socket
+              # events notify has not acknowledged yet survive a restart of capture
+              "--state-dir"
+              stateDir
             ]
           }";
         };

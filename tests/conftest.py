@@ -20,11 +20,11 @@ sys.path.insert(0, str(REPO / "examples"))
 class Recorder:
     """An engine plus the list of events it emitted."""
 
-    def __init__(self, probes: dict):
+    def __init__(self, probes: dict, members=None):
         from ixpect.engine import Engine
 
         self.events = []
-        self.engine = Engine(copy.deepcopy(probes), self.events.append)
+        self.engine = Engine(copy.deepcopy(probes), self.events.append, members)
 
     def feed(self, *frames, t0: float = 1000.0, step: float = 1.0):
         """Feed frames (scapy packets or bytes) at t0, t0+step, ...; return new events."""

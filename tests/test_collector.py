@@ -39,3 +39,16 @@ def test_window_closes_in_frame_time():
     c.flush()
     c.flush()  # nothing pending: nothing delivered
     assert [[b.first for b in w] for w in out] == [[100.0], [161.0], [230.0]]
+
+
+def test_batches_per_window_are_capped_and_the_rest_counted():
+    out = []
+    c = Collector(60.0, out.append, max_batches=3)
+    for i in range(10):
+        c.add(ev(10.0 + i, src=f"02:00:00:00:00:{i:02x}"))
+    c.add(ev(30.0, src="02:00:00:00:00:01"))  # an existing batch still merges
+    c.flush()
+    (batches,) = out
+    assert [(b.type, b.count) for b in batches] == [("STP_PACKET_FOUND", 1), ("STP_PACKET_FOUND", 2),
+                                                     ("STP_PACKET_FOUND", 1), ("IXPECT_TABLE_FULL", 7)]
+    assert batches[-1].data == {"table": "event.batches", "limit": 3}

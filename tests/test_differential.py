@@ -8,13 +8,14 @@ import logging
 from collections import Counter
 from ipaddress import IPv6Address
 
+from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6, _ICMPv6
 from scapy.layers.ipsec import AH  # binds AH to IPv6 so that scapy walks through it too
-from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Dot3, Ether
+from scapy.layers.l2 import ARP, LLC as LLCHeader, SNAP, Dot1AD, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
 
 from ixpect import decode
-from ixpect.decode import ICMPV6, LLC, Malformed
+from ixpect.decode import ICMPV6, LLC, UDP as IP_UDP, Malformed
 from ixpect.pcap import PcapError, frames
 
 from conftest import CORPUS
@@ -61,6 +62,27 @@ def check(buf: bytes, seen: Counter) -> None:
             assert (op, sha.hex(":"), ".".join(map(str, spa)), tha.hex(":"), ".".join(map(str, tpa))) == \
                 (a.op, a.hwsrc, a.psrc, a.hwdst, a.pdst)
             seen["arp"] += 1
+        elif et == decode.ETH_IPV4:
+            src, dst, proto, p, end = decode.ipv4(buf, off)
+            ip = inner
+            assert isinstance(ip, IP)
+            assert (".".join(map(str, src)), ".".join(map(str, dst)), proto) == (ip.src, ip.dst, ip.proto)
+            assert end == off + ip.len
+            assert p == (end if ip.frag else off + 4 * ip.ihl)
+            seen["ipv4"] += 1
+            if proto == IP_UDP and p < end and isinstance(ip.payload, UDP):
+                assert decode.udp(buf, p, end) == (ip.payload.sport, ip.payload.dport)
+                seen["udp"] += 1
+        elif et == LLC:
+            dsap, ssap, ctrl, snap = decode.llc(buf, off)
+            llc = pkt.getlayer(LLCHeader)
+            if llc is None:  # scapy did not take it for LLC (e.g. a tagged 802.3 frame)
+                return
+            assert (dsap, ssap) == (llc.dsap, llc.ssap)
+            assert (ctrl if ctrl & 3 == 3 else ctrl >> 8) == llc.ctrl
+            s = llc.getlayer(SNAP)
+            assert snap == (s.OUI << 16 | s.code if s is not None else -1)
+            seen["llc"] += 1
         elif et == decode.ETH_IPV6:
             src, dst, hlim, proto, p, end = decode.ipv6(buf, off)
             ip = inner
@@ -105,4 +127,5 @@ def test_decoder_agrees_with_scapy_on_the_tcpdump_corpus():
             continue
     # the corpus must actually exercise each layer, or this test proves nothing
     assert seen["ethernet"] > 8000 and seen["arp"] > 1000 and seen["ipv6"] > 500, seen
+    assert seen["ipv4"] > 3000 and seen["udp"] > 500 and seen["llc"] > 300, seen
     assert sum(v for k, v in seen.items() if k.startswith("icmpv6 ")) > 15, seen

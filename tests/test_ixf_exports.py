@@ -236,3 +236,7 @@ def test_member_table_names_route_servers_and_link_locals(tmp_path, capsys):
         mac = v["ipv4"]["mac_addresses"][0].lower()
         assert table.lookup({"ip4_addr": v["ipv4"]["address"]}) == {"asn": m["asnum"], "name": m["name"]}
         assert table.lookup({"mac_addr_source": mac})["asn"] == m["asnum"]
+    # every member with an address on the LAN has its connections counted, for MEMBER_MAC_COUNT_EXCEEDED
+    members = {m["asnum"] for m in doc["member_list"]
+               if any(v.get("vlan_id") == 1 for c in m["connection_list"] if c["ixp_id"] == 1 for v in c["vlan_list"])}
+    assert set(table.connections) == members and all(n >= 1 for n in table.connections.values())

@@ -93,3 +93,16 @@ def test_parse_errors_say_what_arrived(body, message):
     with pytest.raises(IxfError) as e:
         parse("x", body)
     assert str(e.value) == message
+
+
+def test_connections_count_ports_per_member_and_vlan():
+    conn = lambda *vlans: {"ixp_id": 1, "vlan_list": [  # noqa: E731 - one connection, AF-split entries
+        {"vlan_id": v, af: {"address": addr}} for v in vlans
+        for af, addr in (("ipv4", f"192.0.2.{v}"), ("ipv6", f"2001:db8::{v}"))]}
+    doc = {"member_list": [
+        {"asnum": 64500, "name": "A", "connection_list": [conn(10), conn(10), conn(20)]},  # two ports on VLAN 10
+        {"asnum": 64501, "name": "B", "connection_list": [conn(10, 20)]},
+    ]}
+    export = Export(doc, Problems())
+    assert export.connections[(1, 10)] == {64500: 2, 64501: 1}
+    assert export.connections[(1, 20)] == {64500: 1, 64501: 1}

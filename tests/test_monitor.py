@@ -94,5 +94,5 @@ def test_sigusr1_sends_ixpect_test_through_the_notifiers(tmp_path, caplog):
     monitor = Monitor(str(conf), *load(conf))
     monitor.pending.add(signal.SIGUSR1)
     monitor.apply_signals()
-    monitor.delivery.close(5)
+    monitor.outlet.delivery.close(5)
     assert any(r.name == "ixpect.events" and r.getMessage().startswith("IXPECT_TEST x1") for r in caplog.records)

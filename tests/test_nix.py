@@ -287,7 +287,8 @@ def test_capture_unit_isolation(units):
     assert capture["RestrictAddressFamilies"] == ["AF_PACKET", "AF_UNIX"]
     # With IX-F the daemons read the rendered file in place, beside its member table.
     assert argv(capture["ExecStart"]) == [f"{VENV}/bin/ixpect", "capture", "--config", RENDERED,
-                                          "--interface", "enp3s0f1", "--socket", "/run/ixpect/notify.sock"]
+                                          "--interface", "enp3s0f1", "--socket", "/run/ixpect/notify.sock",
+                                          "--state-dir", "/var/lib/ixpect"]
     notify = result["services"]["ixpect-notify"]["serviceConfig"]
     assert notify["CapabilityBoundingSet"] == [""] and "NetworkNamespacePath" not in notify
     assert argv(notify["ExecStart"]) == [f"{VENV}/bin/ixpect", "notify", "--config", RENDERED,
@@ -370,7 +371,8 @@ def test_vxlan_capture(units):
         "--vxlan-vni", "4711", "--vxlan-local", "198.51.100.7", "--vxlan-port", "4789"]
     capture = result["services"]["ixpect-capture"]["serviceConfig"]
     assert argv(capture["ExecStart"])[1:] == ["capture", "--config", "/etc/ixpect/ixpect.conf.yaml",
-                                              "--interface", "vxlan4711", "--socket", "/run/ixpect/notify.sock"]
+                                              "--interface", "vxlan4711", "--socket", "/run/ixpect/notify.sock",
+                                              "--state-dir", "/var/lib/ixpect"]
     assert capture["NetworkNamespacePath"] == "/run/netns/ixp-lan"
     assert "network-online.target" in netns["after"]
     assert "environment" not in result["services"]["ixpect-notify"]

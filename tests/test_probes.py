@@ -370,3 +370,28 @@ def test_random_garbage_never_escapes_the_engine():
     assert r.engine.frames == 20000
     assert "IXPECT_BAD_PACKET" in r.types()
     assert not any("internal error" in e.data.get("reason", "") for e in r.events)
+
+
+# --- learning table caps ----------------------------------------------------------
+
+def test_dynamic_table_cap_reports_once_and_learns_no_more():
+    r = Recorder({"arp_neighbor": {"enable": True, "dynamic_enable": True, "max_dynamic": 2}})
+    evs = r.feed(*(arp(A, f"192.0.2.{i}") for i in (1, 2, 3, 4)), arp(A, "192.0.2.1"))
+    assert [(e.type, e.data.get("ip4_addr")) for e in evs] == [
+        ("ARP_NEIGHBOR_NEW_DYNAMIC", "192.0.2.1"), ("ARP_NEIGHBOR_NEW_DYNAMIC", "192.0.2.2"),
+        ("IXPECT_TABLE_FULL", None), ("ARP_NEIGHBOR_UNKNOWN", "192.0.2.3"),
+        ("ARP_NEIGHBOR_UNKNOWN", "192.0.2.4"),  # learned ones stay known: nothing for .1
+    ]
+    assert evs[2].data == {"table": "arp_neighbor.dynamic", "limit": 2}
+    assert len(r.engine.probes["arp_neighbor"].dynamic) == 2
+
+
+def test_bum_rate_source_cap_keeps_counting_known_sources():
+    r = Recorder({"bum_rate": {"enable": True, "window": 10.0, "max_sources": 2, "thresholds": {"broadcast": 3}}})
+    macs = [f"02:00:00:00:01:{i:02x}" for i in range(50)]
+    evs = r.feed(bcast(A), bcast(B), *(bcast(m) for m in macs), bcast(A), bcast(A), bcast(A), t0=1000, step=0.01)
+    assert [(e.type, e.data) for e in evs] == [("IXPECT_TABLE_FULL", {"table": "bum_rate.sources", "limit": 2})]
+    r.engine.flush()
+    assert [(e.type, e.data["mac_addr_source"], e.data["count"]) for e in r.events[1:]] == [
+        ("BUM_RATE_BROADCAST_EXCEEDED", A, 4)]
+    assert len(r.engine.probes["bum_rate"].broadcast) == 0  # the window was cleared

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ixpect.ixf import Problems
@@ -136,6 +137,7 @@ class Export:
         self.problems = problems
         self.infrastructures: dict[int, Infrastructure] = {}
         self.addresses: dict[tuple[int, int, IP], Address] = {}
+        self.connections: dict[tuple[int, int], Counter] = {}  # (ixp_id, vlan_id) -> ASN -> ports
         for ixp in _list(doc.get("ixp_list")):
             self._ixp(ixp)
         for i, m in enumerate(_list(doc.get("member_list"))):
@@ -189,11 +191,15 @@ class Export:
             ixp_id = _int(c.get("ixp_id")) if isinstance(c, dict) else None
             if ixp_id is None:
                 continue
+            vlans = set()
             for v in _list(c.get("vlan_list")):
                 if isinstance(v, dict):
-                    self._vlan_entry(member, ixp_id, v)
+                    vlans.add(self._vlan_entry(member, ixp_id, v))
+            for vlan_id in vlans:  # a connection (one port or a LAG) counts once per VLAN
+                self.connections.setdefault((ixp_id, vlan_id), Counter())[asn] += 1
 
-    def _vlan_entry(self, member: Member, ixp_id: int, v: dict) -> None:
+    def _vlan_entry(self, member: Member, ixp_id: int, v: dict) -> int:
+        """Record the entry's addresses and MACs; returns its VLAN id."""
         vlan_id = _int(v.get("vlan_id")) or 0
         where = f"{member} (ixp_id {ixp_id} vlan_id {vlan_id})"
         shared = parse_macs(v["mac_address"], where, self.problems) if "mac_address" in v else set()
@@ -209,6 +215,7 @@ class Export:
                 addr.macs |= macs
                 addr.owners.setdefault(member.asn, member)
                 self._note_vlan(ixp_id, vlan_id)
+        return vlan_id
 
     def _note_vlan(self, ixp_id: int, vlan_id: int) -> None:
         """Connections may name infrastructures and VLANs that ixp_list does not declare."""

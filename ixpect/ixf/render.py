@@ -75,7 +75,7 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
     text = _header(ctx, opts, version) + yaml.dump(doc_out, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                                                    width=120)
     _validate_config(text, opts.output)
-    table = _table_json(_member_table(lan, macs, problems))
+    table = _table_json(_member_table(lan, macs, export.connections.get((opts.ixp_id, opts.vlan_id), {}), problems))
     if opts.strict and problems:
         raise IxfError("--strict: the export has defects that would otherwise be warnings:\n  "
                        + "\n  ".join(problems.lines()))
@@ -204,8 +204,10 @@ def _entries(pairs: dict) -> list[dict]:
     return [{"ip": str(ip), "mac": mac} for ip, mac in sorted(pairs, key=lambda p: (p[0], p[1]))]
 
 
-def _member_table(lan: list[Address], macs: dict[str, set], problems: Problems) -> dict:
-    """MAC and IP -> {asn, name}; an address two ASNs claim is left out rather than guessed."""
+def _member_table(lan: list[Address], macs: dict[str, set], connections: dict[int, int],
+                  problems: Problems) -> dict:
+    """MAC and IP -> {asn, name}, and connections (ports or LAGs) per ASN; an address
+    two ASNs claim is left out rather than guessed."""
     ips, by_mac = {}, {}
     for a in lan:
         if len(a.owners) > 1:
@@ -221,7 +223,7 @@ def _member_table(lan: list[Address], macs: dict[str, set], problems: Problems) 
         ips.setdefault(str(link_local(m)), by_mac[m])
     for line in shared:
         problems.add("MAC claimed by several ASNs (left out of the member table)", line)
-    return {"macs": by_mac, "ips": ips}
+    return {"macs": by_mac, "ips": ips, "connections": {str(asn): n for asn, n in connections.items()}}
 
 
 def _table_json(table: dict) -> str:
@@ -229,7 +231,7 @@ def _table_json(table: dict) -> str:
     def section(name: str) -> str:
         rows = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(table[name].items())]
         return f' "{name}": {{\n' + ",\n".join(rows) + "\n }"
-    return "{\n" + section("macs") + ",\n" + section("ips") + "\n}\n"
+    return "{\n" + ",\n".join(section(name) for name in ("macs", "ips", "connections")) + "\n}\n"
 
 
 def _member(m) -> dict:

@@ -3,19 +3,29 @@
 A probe implements a handler for each kind of frame it wants; the engine decodes
 a frame once and calls only the handlers that exist:
     frame(ts, buf)                          every frame
+    ether(ts, buf, off, ethertype)          the EtherTypes in the probe's `ether_types`
+                                            (payload at `off`)
     arp(ts, buf, op, sha, spa, tha, tpa)    Ethernet/IPv4 ARP
+    ipv4(ts, buf, src, dst, proto, p, end)  IPv4; upper layer `proto` at buf[p:end]
+                                            (p == end: a non-first fragment)
+    ip6(ts, buf, src, dst, proto, p, end)   IPv6, after the extension headers (likewise)
     nd(ts, buf, kind, src, target, lladdr)  ICMPv6 RS/RA/NS/NA (decode.ND_*)
-    llc(ts, buf)                            802.3 (LLC/SNAP) frames
+    llc(ts, buf, off, dsap, ssap, control, snap)
+                                            802.3 frames: LLC header at `off` (decode.llc)
     other(ts, buf, ethertype)               EtherTypes outside `allowed` (LLC for 802.3)
-Probes report with `emit(type, ts, data, frame)`. Time-driven probes set `deadline`
-(frame time); the engine calls tick(now) once it has passed, and flush(now) at the
-end of the input.
+The engine decodes IPv4, IPv6 and LLC only when some probe handles that kind.
+Probes report with `emit(type, ts, data, frame)`; `members` is the engine's member
+table (ixpect.members), current at each (re)configuration. Time-driven probes set
+`deadline` (frame time); the engine calls tick(now) once it has passed, and flush(now)
+at the end of the input.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+
+from ixpect.members import MemberTable
 
 Emit = Callable[[str, float, dict, bytes], None]
 
@@ -25,24 +35,36 @@ KINDS = {
     "arp_neighbor": "ixpect.probes.neighbor:ArpNeighbor",
     "bum_rate": "ixpect.probes.bum_rate:BumRate",
     "ether_type": "ixpect.probes.ether_type:EtherType",
+    "ip_control": "ixpect.probes.ip_control:IpControl",
     "ipv6_bogon": "ixpect.probes.bogon:Ipv6Bogon",
     "ipv6_neighbor": "ixpect.probes.neighbor:Ipv6Neighbor",
     "ipv6_router": "ixpect.probes.ipv6_router:Ipv6Router",
+    "l2_protocol": "ixpect.probes.l2_protocol:L2Protocol",
+    "mac_address": "ixpect.probes.mac_address:MacAddress",
     "stp": "ixpect.probes.stp:Stp",
 }
 
-HANDLERS = ("frame", "arp", "nd", "llc", "other")
+HANDLERS = ("frame", "ether", "arp", "ipv4", "ip6", "nd", "llc", "other")
 
 
 class Probe:
     deadline = float("inf")
 
-    def __init__(self, cfg: dict, emit: Emit):
+    def __init__(self, cfg: dict, emit: Emit, members: MemberTable):
         self.emit = emit
+        self.reconfigure(cfg, members)
+
+    def reconfigure(self, cfg: dict, members: MemberTable) -> None:
+        self.members = members
         self.configure(cfg)
 
     def configure(self, cfg: dict) -> None:
         """(Re)apply configuration; learned state survives (SIGHUP reload)."""
+
+    def table_full(self, ts: float, table: str, limit: int) -> None:
+        """A learning table reached its configured cap, so that an attacker inventing
+        addresses cannot exhaust memory: tell the operator (once per fill)."""
+        self.emit("IXPECT_TABLE_FULL", ts, {"table": table, "limit": limit}, None)
 
     def tick(self, now: float) -> None:
         """Called once frame time has reached `deadline`."""

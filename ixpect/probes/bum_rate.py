@@ -2,7 +2,9 @@
 
 A monitor port sees the LAN's flooded traffic only, so every unicast frame not
 meant for it is unknown unicast: all three classes are floods worth counting.
-Windows are tumbling, in frame time, and evaluated when they end.
+Windows are tumbling, in frame time, and evaluated when they end. At most
+`max_sources` source MACs per class are counted in a window, so a flood of
+invented source MACs cannot exhaust memory; sources already counted keep counting.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ _CLASSES = ("broadcast", "multicast", "unicast")
 class BumRate(Probe):
     deadline = 0.0  # the first frame opens the first window
 
-    def __init__(self, cfg: dict, emit):
+    def __init__(self, cfg: dict, emit, members):
         self.counts = {c: {} for c in _CLASSES}
-        super().__init__(cfg, emit)
+        super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
         self.window = cfg["window"]
         self.thresholds = {c: t for c, t in cfg.get("thresholds", {}).items() if t is not None}
         self.broadcast, self.multicast, self.unicast = (self.counts[c] for c in _CLASSES)
+        self.max_sources = cfg.get("max_sources", 1_000_000)
+        self.full = False  # IXPECT_TABLE_FULL sent in this window
 
     def frame(self, ts: float, buf: bytes) -> None:
         if buf[0] & 1:
@@ -32,7 +36,14 @@ class BumRate(Probe):
         else:
             counts = self.unicast
         src = buf[6:12]
-        counts[src] = counts.get(src, 0) + 1
+        n = counts.get(src)
+        if n is not None:
+            counts[src] = n + 1
+        elif len(counts) < self.max_sources:
+            counts[src] = 1
+        elif not self.full:
+            self.full = True
+            self.table_full(ts, "bum_rate.sources", self.max_sources)
 
     def tick(self, now: float) -> None:
         if self.deadline:
@@ -55,3 +66,4 @@ class BumRate(Probe):
                             "mac_addr_source": mac(src), "count": count,
                             "threshold": threshold, "window": window}, None)
             counts.clear()
+        self.full = False

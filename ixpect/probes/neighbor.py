@@ -4,8 +4,9 @@ Both compare an (address, MAC) pair a frame announces with the static resolution
 (several MACs may own one address: LAG, router migration) and, with dynamic
 learning, with the first MAC seen for an address. An address that is neither static
 nor learnable (dynamic learning off, or outside the probe's optional `prefixes`) is
-UNKNOWN: nobody vouches for it. Pairs once found correct are
-remembered, so the steady state costs one set lookup per frame.
+UNKNOWN: nobody vouches for it; so is a new address once the learned table holds
+`max_dynamic` addresses. Pairs once found correct are remembered, so the steady
+state costs one set lookup per frame.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ class _Neighbor(Probe):
     key: str  # event data key of the address
     text: type  # IPv4Address or IPv6Address
 
-    def __init__(self, cfg: dict, emit):
+    def __init__(self, cfg: dict, emit, members):
         self.dynamic: dict[bytes, bytes] = {}  # address -> first MAC seen
-        super().__init__(cfg, emit)
+        super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
         self.static: dict[bytes, set[bytes]] = {}
@@ -37,6 +38,8 @@ class _Neighbor(Probe):
                 bytes.fromhex(entry["mac"].replace(":", "")))
         self.dynamic_enable = cfg.get("dynamic_enable", False)
         self.learnable = Prefixes(cfg["prefixes"]) if "prefixes" in cfg else None
+        self.max_dynamic = cfg.get("max_dynamic", 1_000_000)
+        self.full = False  # IXPECT_TABLE_FULL sent for the dynamic table
         self.good: set[bytes] = set()  # address + MAC pairs already found correct
 
     def learn(self, ts: float, buf: bytes, addr: bytes, hw: bytes, pair: bytes) -> None:
@@ -52,6 +55,12 @@ class _Neighbor(Probe):
         else:
             learned = self.dynamic.get(addr)
             if learned is None:
+                if len(self.dynamic) >= self.max_dynamic:
+                    if not self.full:
+                        self.full = True
+                        self.table_full(ts, f"{self.prefix.lower()}.dynamic", self.max_dynamic)
+                    self._report("UNKNOWN", ts, buf, addr, hw)
+                    return
                 self.dynamic[addr] = hw
                 self.good.add(pair)
                 self._report("NEW_DYNAMIC", ts, buf, addr, hw)
@@ -68,11 +77,21 @@ class _Neighbor(Probe):
 
 
 class ArpNeighbor(_Neighbor):
-    """Learns from the ARP sender pair; an ARP probe (sender 0.0.0.0) teaches nothing."""
+    """Learns from the ARP sender pair; an ARP probe (sender 0.0.0.0) teaches nothing.
+    With `sender_mismatch` (the default) it also reports ARP whose sender MAC is not
+    the frame's Ethernet source: the sender pair is then someone else's claim, or a
+    bridge rewrote the frame, and either way the pair proves nothing."""
 
     prefix, key, text = "ARP_NEIGHBOR", "ip4_addr", IPv4Address
 
+    def configure(self, cfg: dict) -> None:
+        super().configure(cfg)
+        self.sender_mismatch = cfg.get("sender_mismatch", True)
+
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
+        if self.sender_mismatch and sha != buf[6:12]:
+            self.emit("ARP_SENDER_MISMATCH", ts, {"mac_addr_source": mac(buf[6:12]), "mac_addr": mac(sha),
+                                                  "ip4_addr": str(IPv4Address(spa))}, buf)
         pair = spa + sha
         if pair not in self.good and spa != _ANY4:
             self.learn(ts, buf, spa, sha, pair)

@@ -7,7 +7,7 @@ STP_DESTINATIONS = frozenset((bytes.fromhex("0180c2000000"), bytes.fromhex("0100
 
 
 class Stp(Probe):
-    def llc(self, ts: float, buf: bytes) -> None:
+    def llc(self, ts, buf, off, dsap, ssap, control, snap) -> None:
         dst = buf[:6]
         if dst in STP_DESTINATIONS:
             self.emit("STP_PACKET_FOUND", ts,
