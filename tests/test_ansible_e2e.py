@@ -3,7 +3,8 @@
 A Debian 12 root (debootstrap, cached under /var/cache/ixpect-ci/ keyed by its package
 list) boots with `systemd-nspawn -b --register=no --keep-unit --private-network` on a
 throw-away overlay (--volatile=overlay: the cache stays clean). One end of a veth pair is
-handed to it, the other sits in a peer namespace on the host. Inside, with no network,
+handed to it, the other sits in a peer namespace on the host; the veth is the capture
+interface, or (second run) the underlay of a VxLAN feed. Inside, with no network,
 ansible-core from a wheelhouse built here runs playbooks/site.yml with `-c local`, and
 the test checks what an operator would: the units run, the capture process sits in the
 capture namespace with CAP_NET_RAW only, frames the peer sends come out of the notifier
@@ -57,6 +58,7 @@ SETTINGS = {
 }
 UNITS = ("ixpect-netns.service", "ixpect-notify.service", "ixpect-capture.service", "ixpect-ixf.timer")
 CAP_NET_RAW = 1 << 13
+VNI, UNDERLAY_VTEP, UNDERLAY_PEER = 100, "198.51.100.7", "198.51.100.1"
 
 
 def run(*cmd, check=True, **kw) -> subprocess.CompletedProcess:
@@ -189,11 +191,18 @@ def netns_names() -> set[str]:
 
 
 class Lab:
-    """Peer namespace + veth + booted container with the wheelhouse and the repo mounted."""
+    """Peer namespace + veth + booted container with the wheelhouse and the repo mounted.
 
-    def __init__(self, workdir: Path):
+    mode "interface": the container's veth end is the capture interface (a member port).
+    mode "vxlan": it is the underlay (VTEP 198.51.100.7), and the peer sends the LAN's
+    frames VxLAN-encapsulated with VNI 100 to it, as a switch flooding BUM traffic would.
+    """
+
+    def __init__(self, workdir: Path, wheels: Path, mode: str):
         self.suffix = suffix = secrets.token_hex(3)
         self.peer_ns, self.interface, self.peer_if = f"peer-{suffix}", f"ixv{suffix}", f"ixp{suffix}"
+        self.mode, self.wheels = mode, wheels
+        self.device = self.interface if mode == "interface" else f"vxlan{VNI}"
         self.container = None
         self.workdir = workdir
         self.member, self.member_mac, self.member_ip = member_of_export()
@@ -204,11 +213,8 @@ class Lab:
             raise
 
     def _setup(self) -> None:
-        workdir = self.workdir
+        workdir, wheels = self.workdir, self.wheels
         root = debian_root()
-        wheels = workdir / "wheels"
-        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, REPO,
-            f"ansible-core=={version('ansible-core')}", timeout=600)
         self.wheel = next(wheels.glob("ixpect-*.whl")).name
         self.write_inventory(workdir / "test")
 
@@ -221,6 +227,10 @@ class Lab:
                                     EXPORT: "/srv/ixf/export.json"}, workdir / "nspawn.log")
         # What --network-interface= does, minus its wait for udev, which this host may not run.
         run("ip", "link", "set", self.interface, "netns", self.container.leader)
+        if self.mode == "vxlan":  # the host's own network config, not the role's business
+            run("ip", "-n", self.peer_ns, "addr", "add", f"{UNDERLAY_PEER}/24", "dev", self.peer_if)
+            self.container.sh(f"ip addr add {UNDERLAY_VTEP}/24 dev {self.interface} && "
+                              f"ip link set {self.interface} up && ip link set lo up")
         self.container.sh("python3 -m venv /opt/ansible && "
                           "/opt/ansible/bin/pip install --quiet --no-index --find-links /srv/wheels ansible-core")
 
@@ -230,8 +240,11 @@ class Lab:
             "ansible_connection": "local",
             "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_become": False,  # already root in the container, and it has no sudo
-            "ixpect_capture_interface": self.interface,
         }
+        if self.mode == "interface":
+            host["ixpect_capture_interface"] = self.interface
+        else:
+            host |= {"ixpect_capture_vxlan_vni": VNI, "ixpect_capture_vxlan_local": UNDERLAY_VTEP}
         inventory = {"ixpect": {"children": {"pop_e2e": {"hosts": {"localhost": host}}}}}
         group = {
             "ixpect_wheel": f"/srv/wheels/{self.wheel}",
@@ -253,9 +266,14 @@ class Lab:
         return proc.stdout
 
     def send(self, *frames) -> None:
-        """Send scapy frames from the peer namespace into the veth."""
-        script = ("import sys; from scapy.all import Ether, sendp; "
-                  f"sendp([Ether(bytes.fromhex(h)) for h in sys.argv[1:]], iface={self.peer_if!r}, verbose=False)")
+        """Send scapy frames from the peer namespace: onto the veth, or over VxLAN to the VTEP."""
+        if self.mode == "interface":
+            script = ("import sys; from scapy.all import Ether, sendp; sendp([Ether(bytes.fromhex(h)) "
+                      f"for h in sys.argv[1:]], iface={self.peer_if!r}, verbose=False)")
+        else:  # RFC 7348 header: flags with the I bit, VNI in the upper 24 bits of the second word
+            script = ("import socket, struct, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                      f"[s.sendto(struct.pack('!II', 0x08000000, {VNI} << 8) + bytes.fromhex(h), "
+                      f"({UNDERLAY_VTEP!r}, 4789)) for h in sys.argv[1:]]")
         run("ip", "netns", "exec", self.peer_ns, sys.executable, "-c", script, *(bytes(f).hex() for f in frames))
 
     def batches(self, unit: str = "ixpect-notify") -> list[dict]:
@@ -273,8 +291,17 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = Lab(tmp_path_factory.mktemp("ansible-e2e"))
+def wheels(tmp_path_factory):
+    """IXpect (from this worktree), ansible-core (the version testing here) and their deps."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, REPO,
+        f"ansible-core=={version('ansible-core')}", timeout=600)
+    return wheels
+
+
+@pytest.fixture(scope="module", params=["interface", "vxlan"])
+def lab(request, tmp_path_factory, wheels):
+    lab = Lab(tmp_path_factory.mktemp(f"ansible-e2e-{request.param}"), wheels, request.param)
     yield lab
     lab.teardown()
 
@@ -317,9 +344,12 @@ def test_capture_runs_in_the_namespace_with_cap_net_raw_only(lab):
     assert capture_ns == "net:[%s]" % c.sh("stat -L -c %i /run/netns/ixpect").stdout.strip()
     assert capture_ns != c.sh("readlink /proc/1/ns/net").stdout.strip()
     # The interface is in the namespace, without addresses, ARP off, promiscuous.
-    link = json.loads(c.sh(f"ip -n ixpect -j -d addr show {lab.interface}").stdout)[0]
+    link = json.loads(c.sh(f"ip -n ixpect -j -d addr show {lab.device}").stdout)[0]
     assert link["addr_info"] == [] and "NOARP" in link["flags"] and link["promiscuity"] >= 1
-    assert lab.interface not in c.sh("ip -br link").stdout
+    assert lab.device not in c.sh("ip -br link").stdout
+    if lab.mode == "vxlan":  # the VxLAN device's UDP socket stays with the underlay
+        assert link["linkinfo"]["info_kind"] == "vxlan" and link["linkinfo"]["info_data"]["id"] == VNI
+        assert lab.interface in c.sh("ip -br addr show").stdout
     # The notifier is outside it, without capabilities.
     notify = c.sh("systemctl show -P MainPID ixpect-notify").stdout.strip()
     assert c.sh(f"readlink /proc/{notify}/ns/net").stdout.strip() == c.sh("readlink /proc/1/ns/net").stdout.strip()
@@ -394,7 +424,7 @@ def test_another_namespace_takes_the_interface_along(lab):
     pid = c.sh("systemctl show -P MainPID ixpect-capture").stdout.strip()
     assert c.sh(f"readlink /proc/{pid}/ns/net").stdout.strip() == "net:[%s]" % c.sh(
         "stat -L -c %i /run/netns/ixp-lan").stdout.strip()
-    assert json.loads(c.sh(f"ip -n ixp-lan -j addr show {lab.interface}").stdout)[0]["addr_info"] == []
+    assert json.loads(c.sh(f"ip -n ixp-lan -j addr show {lab.device}").stdout)[0]["addr_info"] == []
     seen = len([b for b in lab.batches() if b["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC"])
     ip = lab.member_ip
     spoof = Ether(src=FOREIGN, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=FOREIGN, psrc=ip, pdst=ip)
