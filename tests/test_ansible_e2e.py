@@ -7,7 +7,7 @@ handed to it, the other sits in a peer namespace on the host; the veth is the ca
 interface, or (second run) the underlay of a VxLAN feed. Inside, with no network,
 ansible-core from a wheelhouse built here runs playbooks/site.yml with `-c local`, and
 the test checks what an operator would: the units run, the capture process sits in the
-capture namespace with CAP_NET_RAW only, frames the peer sends come out of the notifier
+capture namespace with nothing beyond CAP_NET_RAW, frames the peer sends come out of the notifier
 naming the member from the IX-F export, the IX-F timer is scheduled, a second run changes
 nothing, a settings change reloads instead of restarting, and nothing is left behind.
 """
