@@ -43,6 +43,12 @@ class Collector:
             batch.count += 1
             batch.last = ev.timestamp
 
+    def restore(self, batches: list[Batch]) -> None:
+        """Reopen the window these batches were taken from (a journal after a restart)."""
+        for b in batches:
+            self.batches[_key(b)] = b
+            self.deadline = min(self.deadline, b.first + self.window)
+
     def tick(self, now: float) -> None:
         if now >= self.deadline:
             self.flush()

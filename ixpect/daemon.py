@@ -26,6 +26,8 @@ EXIT_OK, EXIT_CONFIG, EXIT_BAD_INPUT = 0, 1, 2
 CLOSE_TIMEOUT = 10.0
 #: a live loop waits at most this long for frames before it closes windows on wall-clock time
 TICK = 1.0
+#: kernel drops are logged at most this often (seconds)
+DROPS_EVERY = 10.0
 
 
 class Stop(Exception):
@@ -171,7 +173,7 @@ class Notify(Service):
     def __init__(self, config_path: str, cfg: dict, socket_path: str, state_dir: str | None):
         super().__init__(config_path, cfg)
         self.batching = Batching(cfg["event"], state_dir, delivered=self._delivered)
-        self.receiver = relay.Receiver(socket_path, state_dir, self.batching.add)
+        self.receiver = relay.Receiver(socket_path, state_dir, self.batching.collector)
         self.receiver.replay()
         log.info("listening on %s", socket_path)
 
@@ -201,7 +203,7 @@ class Notify(Service):
 def live(monitor: Monitor, source, after_chunk=None) -> None:
     """Feed the source's chunks until SIGTERM. Frames bring their kernel time; when
     none arrive, windows still close on wall-clock time. Kernel drops are logged."""
-    engine, dropped = monitor.engine, 0
+    engine, dropped, reported = monitor.engine, 0, 0.0
     log.info("capturing from %s", source.describe())
     while True:
         chunk = source.read(TICK)
@@ -212,9 +214,9 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
             engine.tick(now)
         if after_chunk is not None:
             after_chunk()
-        if (drops := source.drops()) != dropped:
+        if now - reported >= DROPS_EVERY and (drops := source.drops()) != dropped:
             log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
-            dropped = drops
+            dropped, reported = drops, now
         monitor.apply_signals()
 
 

@@ -7,13 +7,16 @@ notify -> capture: {"ack": [id, ...]}, sent once the events are in notify's jour
 
 The capture side (Sender) writes every event to its outbox file before sending and
 forgets it only when acknowledged; on (re)connect it sends everything unacknowledged,
-oldest first. The notify side (Receiver) appends each new event to its journal
-(fsync, then ack), feeds it to the collector and drops ids it has seen (a bounded
-set, kept in the journal). When the collector hands a window to the delivery and
-the delivery has spooled it, the journal is rewritten to the seen ids alone; on
-start the journal's events are replayed into the collector. Batch ids derive from
-their first event's id, so a window replayed after a crash at the wrong moment is
-delivered again under the same batch ids: a duplicate the receiver can see.
+oldest first; it keeps at most PENDING_MAX of them (a flood while notify is away),
+dropping and counting the rest. The notify side (Receiver) appends each new event
+to its journal (fsync, then ack), feeds it to the collector and drops ids it has
+seen (a bounded set, kept in the journal). When the collector hands a window to
+the delivery and the delivery has spooled it, the journal is rewritten to the seen
+ids alone, and every JOURNAL_MAX events to the seen ids and a snapshot of the open
+window; on start the snapshot and the events after it reopen the window. Batch ids
+derive from their first event's id, so a window replayed after a crash at the
+wrong moment is delivered again under the same batch ids: a duplicate the
+receiver can see.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import struct
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from pathlib import Path
 
+from ixpect.collector import Collector
 from ixpect.events import Event
+from ixpect.notify.delivery import batch_from_dict, batch_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,10 @@ _LEN = struct.Struct("!I")
 MAX_MESSAGE = 16 << 20
 #: how many event ids the notify side remembers to drop a resent event
 SEEN_MAX = 1 << 16
+#: events capture keeps for notify at most; more are dropped (and counted in the log)
+PENDING_MAX = 200_000
+#: events appended to notify's journal before it is compacted to a snapshot of the window
+JOURNAL_MAX = 10_000
 RETRY_MAX = 2.0
 
 
@@ -155,6 +163,7 @@ class Sender:
         if self.outbox is not None:
             self._recover()
         self.closing = False
+        self.dropped = 0
         self.sock: socket.socket | None = None
         self.thread = threading.Thread(target=self._run, name="relay sender", daemon=True)
         self.thread.start()
@@ -175,6 +184,12 @@ class Sender:
     def add(self, ev: Event) -> None:
         wire = event_to_wire(ev)
         with self.cond:
+            if len(self.pending) >= PENDING_MAX:
+                self.dropped += 1
+                if self.dropped % 10_000 == 1:
+                    log.error("%d events wait for notify, the limit: %d events dropped so far",
+                              PENDING_MAX, self.dropped)
+                return
             if self.outbox is not None:
                 self.outbox.append({"event": wire})
             self.pending[ev.id] = encode({"event": wire})
@@ -299,13 +314,17 @@ class Sender:
 
 class Receiver:
     """Notify side: a unix socket server driven by `poll(timeout)` from the main loop,
-    so that the collector is only ever touched by one thread."""
+    so that the collector is only ever touched by one thread.
 
-    def __init__(self, path: str, state_dir: str | None, add: Callable[[Event], None]):
-        self.add = add
+    The journal holds the seen ids, a snapshot of the collector's open window and the
+    events received since; it is rewritten when the window is delivered and when
+    JOURNAL_MAX events have been appended, so a flood costs bounded disk."""
+
+    def __init__(self, path: str, state_dir: str | None, collector: Collector):
+        self.collector = collector
         self.seen: OrderedDict[str, None] = OrderedDict()
-        self.open: list[dict] = []  # wire form of the events in the collector's open window
         self.journal = JsonLines(Path(state_dir) / "relay-journal.jsonl") if state_dir else None
+        self.appended = 0  # events in the journal after its snapshot
         self.path = path
         try:
             if Path(path).is_socket():
@@ -321,35 +340,39 @@ class Receiver:
         self.replaying = False
 
     def replay(self) -> None:
-        """Feed the journal's open window to the collector (call before serving)."""
+        """Reopen the journal's window in the collector (call before serving)."""
         if self.journal is None:
             return
-        events = []
+        batches, events = [], []
         for rec in self.journal.records():
             for i in rec.get("seen", ()):
                 self._remember(i)
+            if "batch" in rec:
+                batches.append(batch_from_dict(rec["batch"]))
             if "event" in rec:
                 self._remember(rec["event"]["id"])
                 events.append(rec["event"])
         self.replaying = True  # windows closing now: rewrite the journal only at the end
         try:
+            self.collector.restore(batches)
             for wire in events:
-                self.add(event_from_wire(wire))
-                self.open.append(wire)
+                self.collector.add(event_from_wire(wire))
         finally:
             self.replaying = False
-        self.journal.rewrite(self._compacted())
-        if events:
-            log.info("%d events replayed from the journal", len(events))
+        self._compact()
+        if batches or events:
+            log.info("journal: reopened a window of %d batches and %d events", len(batches), len(events))
 
     def window_delivered(self) -> None:
         """The collector's window is in the delivery's spool: the journal need not keep it."""
-        self.open = []
-        if self.journal is not None and not self.replaying:
-            self.journal.rewrite(self._compacted())
+        if not self.replaying:
+            self._compact()
 
-    def _compacted(self) -> list[dict]:
-        return [{"seen": list(self.seen)}, *({"event": e} for e in self.open)]
+    def _compact(self) -> None:
+        if self.journal is not None:
+            self.journal.rewrite([{"seen": list(self.seen)},
+                                  *({"batch": batch_to_dict(b)} for b in self.collector.batches.values())])
+        self.appended = 0
 
     def _remember(self, i: str) -> None:
         self.seen[i] = None
@@ -404,10 +427,12 @@ class Receiver:
             return ev.id
         self.received += 1
         self._remember(ev.id)
-        self.add(ev)  # may close the previous window first (window_delivered)
-        self.open.append(wire)
+        self.collector.add(ev)  # may close the previous window first (window_delivered)
         if self.journal is not None:
             self.journal.append({"event": wire})
+            self.appended += 1
+            if self.appended >= JOURNAL_MAX:
+                self._compact()
         return ev.id
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ixpect import relay
 from ixpect.collector import Collector
 from ixpect.events import Batch, Event
 from ixpect.relay import Decoder, ProtocolError, Receiver, Sender, encode
@@ -36,7 +37,7 @@ class Notify:
     def __init__(self, path, state_dir):
         self.windows: list[list[Batch]] = []
         self.collector = Collector(60.0, self._deliver)
-        self.receiver = Receiver(str(path), str(state_dir), self.collector.add)
+        self.receiver = Receiver(str(path), str(state_dir), self.collector)
         self.receiver.replay()
         self.running = True
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -96,6 +97,28 @@ def test_events_survive_a_crash_of_notify_and_a_restart_of_capture(tmp_path):
     # the window is delivered: a restart replays nothing and still knows the ids
     notify = Notify(path, tmp_path / "notify")
     assert notify.collector.batches == {} and notify.receiver.seen
+    notify.crash()
+
+
+def test_a_flood_is_journalled_as_a_snapshot_of_the_window(tmp_path, monkeypatch):
+    monkeypatch.setattr(relay, "JOURNAL_MAX", 50)
+    monkeypatch.setattr(relay, "PENDING_MAX", 400)
+    path = tmp_path / "notify.sock"
+    sender = Sender(str(path))
+    flood = [Event("ARP_NEIGHBOR_SPOOFED_STATIC", 1000.0 + i / 1000, {"ip4_addr": "192.0.2.1"}) for i in range(420)]
+    for e in flood:
+        sender.add(e)
+    assert len(sender.pending) == 400 and sender.dropped == 20  # bounded while notify is away
+    notify = Notify(path, tmp_path / "notify")
+    wait(lambda: not sender.pending)
+    sender.close(1)
+    notify.crash()
+    journal = (tmp_path / "notify" / "relay-journal.jsonl").read_text().splitlines()
+    assert len(journal) <= 2 + 50  # seen ids, the snapshot, the events after it
+    notify = Notify(path, tmp_path / "notify")
+    (batch,) = notify.collector.batches.values()
+    assert batch.count == 400 and batch.first == 1000.0
+    assert batch.id == Batch.of(flood[0]).id
     notify.crash()
 
 
