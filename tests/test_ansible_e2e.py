@@ -386,6 +386,19 @@ def test_ixf_timer_is_scheduled(lab):
     assert "ixpect-ixf.timer" in c.sh("systemctl list-timers --no-legend ixpect-ixf.timer").stdout
 
 
+def test_settings_that_fail_check_config_reach_nothing(lab):
+    c = lab.container
+    state = "systemctl show --value -p MainPID ixpect-capture ixpect-notify; sha256sum /etc/ixpect/*.yaml"
+    before = c.sh(state).stdout
+    bad = SETTINGS | {"probes": SETTINGS["probes"] | {"no_such_probe": {"enable": True}}}
+    (lab.workdir / "test" / "bad.json").write_text(json.dumps({"ixpect_settings": bad}))
+    proc = c.sh("cd /srv/ixpect/ansible && ansible-playbook -i /srv/test/hosts.yml playbooks/site.yml "
+                "-e @/srv/test/bad.json", check=False)
+    assert proc.returncode != 0
+    assert "probes.no_such_probe: unknown key" in proc.stdout, proc.stdout
+    assert c.sh(state).stdout == before
+
+
 def test_settings_change_reloads_instead_of_restarting(lab):
     c = lab.container
     daemons = ("ixpect-capture", "ixpect-notify")
