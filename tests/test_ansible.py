@@ -1,0 +1,237 @@
+"""The Ansible role, fast: ansible-lint (production profile) and syntax check pass, bad
+variables are refused, and the units it renders are the NixOS module's units with exactly
+the hardening of nix/hardening.json (the slow, real-systemd test is test_ansible_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "nix"))
+sys.path.insert(0, str(ROOT / "tests" / "ansible"))
+import render_units  # noqa: E402
+import units  # noqa: E402
+
+ANSIBLE = ROOT / "ansible"
+ROLE = ANSIBLE / "roles" / "ixpect"
+BIN = Path(sys.executable).parent
+VENV = BIN.parent
+ENV = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")}
+
+# The same three deployments as tests/test_nix.py's INTERFACE_IXF, VXLAN_STATIC, STATIC_USER.
+VARIANTS = {
+    "ixf": ('''{ services.ixpect = { enable = true; capture.interface = "enp3s0f1";
+               ixf = { url = "https://ix.example.net/ixf.json"; ixpId = 0; vlanId = 2; };
+               settings.event.collection_window = "1min"; }; }''',
+            {"ixpect_capture_interface": "enp3s0f1", "ixpect_ixf_url": "https://ix.example.net/ixf.json",
+             "ixpect_ixf_ixp_id": 0, "ixpect_ixf_vlan_id": 2,
+             "ixpect_settings": {"event": {"collection_window": "1min"}}}),
+    "vxlan": ('''{ services.ixpect = { enable = true; templateDir = "/etc/ixpect/templates";
+                 capture = { netns = "ixp-lan"; vxlan = { vni = 4711; localAddress = "198.51.100.7"; }; };
+                 settings.probes.stp.enable = true; }; }''',
+              {"ixpect_netns": "ixp-lan", "ixpect_capture_vxlan_vni": 4711,
+               "ixpect_capture_vxlan_local": "198.51.100.7", "ixpect_template_dir": "/etc/ixpect/templates",
+               "ixpect_settings": {"probes": {"stp": {"enable": True}}}}),
+    "static-user": ('''{ services.ixpect = { enable = true; dynamicUser = false; capture.interface = "eth9"; }; }''',
+                    {"ixpect_dynamic_user": False, "ixpect_capture_interface": "eth9", "ixpect_settings": {}}),
+}
+
+
+def ansible(tool: str, *args: str, cwd: Path = ANSIBLE) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        message = f"{tool} is not installed (.ci/setup.d/30-nix.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# ---------------------------------------------------------------- lint and syntax
+
+
+def test_ansible_lint_production_profile_passes():
+    proc = ansible("ansible-lint", "--profile", "production", "--offline")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr
+
+
+def test_ansible_lint_catches_what_it_should(tmp_path):
+    """The lint test can fail: a copy of the role with one bare module name does not pass."""
+    copy = tmp_path / "ansible"
+    shutil.copytree(ANSIBLE, copy, symlinks=True, ignore=shutil.ignore_patterns(".cache"))
+    (copy / "roles/ixpect/files/hardening.json").unlink()
+    shutil.copy(ROOT / "nix" / "hardening.json", copy / "roles/ixpect/files/hardening.json")
+    preflight = copy / "roles/ixpect/tasks/preflight.yml"
+    preflight.write_text(preflight.read_text().replace("ansible.builtin.assert:", "assert:", 1))
+    proc = ansible("ansible-lint", "--profile", "production", "--offline", cwd=copy)
+    assert proc.returncode != 0
+    assert "fqcn[action-core]" in proc.stdout + proc.stderr
+
+
+def test_site_playbook_syntax():
+    proc = ansible("ansible-playbook", "--syntax-check", "playbooks/site.yml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "playbook: playbooks/site.yml" in proc.stdout
+
+
+def test_example_inventory_has_one_group_per_pop_and_a_capture_source_per_host():
+    proc = ansible("ansible-inventory", "--list")
+    assert proc.returncode == 0, proc.stderr
+    inventory = json.loads(proc.stdout)
+    pops = inventory["ixpect"]["children"]
+    assert pops and all(p.startswith("pop_") and len(inventory[p]["hosts"]) >= 1 for p in pops)
+    for host, hostvars in inventory["_meta"]["hostvars"].items():
+        assert ("ixpect_capture_interface" in hostvars) != ("ixpect_capture_vxlan_vni" in hostvars), host
+        assert {"ixpect_settings", "ixpect_ixf_url"} <= set(hostvars), host
+
+
+def test_role_layout():
+    for path in ("defaults/main.yml", "meta/argument_specs.yml", "handlers/main.yml", "tasks/main.yml",
+                 "tasks/preflight.yml", "tasks/install.yml", "tasks/configure.yml", "tasks/service.yml"):
+        assert (ROLE / path).is_file(), path
+    # One source of truth: the role reads nix/hardening.json itself, not a copy.
+    assert (ROLE / "files/hardening.json").resolve() == ROOT / "nix" / "hardening.json"
+    spec = yaml.safe_load((ROLE / "meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    defaults = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
+    assert all(name.startswith("ixpect_") for name in spec)
+    assert set(defaults) <= set(spec)
+    for name, option in spec.items():
+        assert (name in defaults) == ("default" in option), name
+        if "default" in option:
+            assert defaults[name] == option["default"], name
+    assert "default" not in spec["ixpect_settings"] and spec["ixpect_settings"]["required"]
+
+
+# ---------------------------------------------------------------- bad variables
+
+
+@pytest.fixture
+def localhost_inventory(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump({"ixpect": {"children": {"pop_test": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"ixpect_capture_interface": "eth1"}, "missing required arguments: ixpect_settings"),
+    ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": "many"},
+     "argument 'ixpect_capture_vxlan_vni' is of type str and we were unable to convert to int"),
+    ({"ixpect_settings": {}}, "Set exactly one of ixpect_capture_interface and ixpect_capture_vxlan_vni"),
+    ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_capture_vxlan_vni": 1,
+      "ixpect_capture_vxlan_local": "192.0.2.1"}, "Set exactly one of"),
+    ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 1}, "Set exactly one of"),
+    ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_ixf_url": "x.json"},
+     "ixpect_ixf_url needs ixpect_ixf_ixp_id and ixpect_ixf_vlan_id"),
+    ({"ixpect_settings": {}, "ixpect_capture_interface": "eth 1"}, "may only contain letters"),
+    ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 16777216, "ixpect_capture_vxlan_local": "192.0.2.1"},
+     "the VNI must be 0..16777215"),
+])
+def test_bad_variables_are_refused_before_anything_changes(localhost_inventory, extra, message):
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps(extra))
+    assert proc.returncode != 0
+    assert message in proc.stdout, proc.stdout
+    assert "changed=0" in proc.stdout
+
+
+# ---------------------------------------------------------------- the units
+
+
+def render_role(variables: dict, outdir: Path) -> dict[str, Path]:
+    """The role's units (and IX-F scripts) for these variables, with its own templates."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    extra = variables | {"ixpect_venv": str(VENV), "out": str(outdir), "_ixpect_libexec": str(outdir)}
+    proc = ansible("ansible-playbook", str(ROOT / "tests/ansible/render_units.yml"), "-e", json.dumps(extra))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {p.name: p for p in outdir.iterdir()}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request, tmp_path_factory):
+    label = request.param
+    return label, render_role(VARIANTS[label][1], tmp_path_factory.mktemp(f"role-{label}"))
+
+
+def test_units_carry_exactly_the_shared_hardening(variant):
+    label, files = variant
+    services = {name.removesuffix(".service") for name in files if name.endswith(".service")}
+    expected = {"ixpect-netns", "ixpect-capture", "ixpect-notify"} | ({"ixpect-ixf"} if label == "ixf" else set())
+    assert services == expected
+    for unit in services:
+        service = units.parse(files[f"{unit}.service"].read_text())["Service"]
+        for key, values in units.expected_hardening(unit).items():
+            assert service.get(key) == values, (unit, key)
+        if unit == "ixpect-netns":
+            assert not set(service) & (set(units.HARDENING["sandbox"]) - set(units.HARDENING[unit]))
+
+
+def test_units_verify(variant):
+    label, files = variant
+    require("systemd-analyze")
+    unit_files = [str(p) for n, p in files.items() if n.endswith((".service", ".timer"))]
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *unit_files], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+
+
+def comparable(path: Path, scripts: dict[str, str]) -> dict:
+    """A unit as data with the parts that must differ between NixOS and Ansible named."""
+    parsed = units.parse(path.read_text())
+    parsed["Unit"].pop("X-Reload-Triggers", None)  # NixOS reloads on config change; the role's handlers do
+    for key, values in parsed.get("Service", {}).items():
+        if key.startswith("Exec"):
+            argvs = [units.argv(v.lstrip("+")) for v in values]
+            for a in argvs:  # store path vs libexec path: compared by behaviour below
+                if Path(a[0]).name in scripts:
+                    a[0] = Path(a[0]).name
+            parsed["Service"][key] = [(v.startswith("+"), a) for v, a in zip(values, argvs)]
+    return parsed
+
+
+def run_ixf_scripts(directory: Path, workdir: Path, changed: bool) -> list[str]:
+    """Run the IX-F render and reload scripts with `ixpect` and `systemctl` recorders."""
+    log, fake, flag = workdir / "calls", workdir / "bin", workdir / "run"
+    for d in (fake, flag):
+        d.mkdir(parents=True, exist_ok=True)
+    result = "changed" if changed else "unchanged"
+    (fake / "ixpect").write_text(f"#!/bin/sh\necho ixpect \"$@\" >> {log}\necho {result}\n")
+    (fake / "systemctl").write_text(f"#!/bin/sh\necho systemctl \"$@\" >> {log}\n")
+    for tool in ("ixpect", "systemctl"):
+        (fake / tool).chmod(0o755)
+    for script in ("ixpect-ixf-render", "ixpect-ixf-reload"):
+        text = (directory / script).read_text().replace(f"{VENV}/bin/ixpect", str(fake / "ixpect"))
+        text = text.replace("/usr/bin/systemctl", str(fake / "systemctl")).replace("/run/ixpect-ixf", str(flag))
+        subprocess.run(["sh", "-euc", text], check=True, capture_output=True)
+    return log.read_text().splitlines()
+
+
+def test_units_are_the_nixos_modules_units(variant, tmp_path):
+    """Directive by directive, the role writes what nix/module.nix makes NixOS write."""
+    require("nix-instantiate")
+    label, files = variant
+    nix = render_units.render(VARIANTS[label][0], str(VENV), tmp_path / "nix")
+    assert sorted(n for n in files if "." in n) == sorted(nix)
+    scripts = {n: p for n, p in files.items() if "." not in n}
+    for name in nix:
+        assert comparable(files[name], scripts) == comparable(nix[name], scripts), name
+    if label == "ixf":
+        for changed in (True, False):
+            role = run_ixf_scripts(files["ixpect-capture.service"].parent, tmp_path / f"role{changed}", changed)
+            store = run_ixf_scripts(nix["ixpect-capture.service"].parent / "store", tmp_path / f"nix{changed}", changed)
+            assert "--base /etc/ixpect/ixpect-base.conf.yaml --output" in role[0]
+            base = re.compile(r"--base \S+")  # a store path on NixOS
+            assert [base.sub("--base B", c) for c in role] == [base.sub("--base B", c) for c in store]
+            assert len(role) == 1 + changed
