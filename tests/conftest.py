@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,27 @@ CORPUS = SHARED / "pcaps" / "tcpdump"
 IXPECT = [sys.executable, "-m", "ixpect"]
 
 sys.path.insert(0, str(REPO / "examples"))
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.02):
+    """Poll `predicate` until it returns something true (returned) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def require_tool(tool: str) -> None:
+    """Skip without `tool`, except in CI (CI=true), where the .ci/setup.d scripts must
+    have installed it and its absence is a failure."""
+    if shutil.which(tool) is None:
+        message = f"{tool} is not installed (the scripts in .ci/setup.d install it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 class Recorder:

@@ -14,7 +14,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from pyroute2 import IPRoute, NetNS, netns
 from scapy.layers.inet import ICMP
 
 from ixpect.netns import inside
+
+from conftest import wait_for
 
 IXPECT = [sys.executable, "-m", "ixpect"]
 PACKET_OUTGOING = 4
@@ -210,14 +211,6 @@ def write_config(path: Path, **overrides) -> Path:
     return path
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -27,14 +27,6 @@ def arp_batch(ip: str = "192.0.2.1", type: str = "ARP_NEIGHBOR_SPOOFED_STATIC", 
                  {"asn": 64500, "name": "Example & Co"}, 1761426013.123456, 1761426020.5, count, frame)
 
 
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:

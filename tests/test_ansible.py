@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "tests" / "nix"))
 sys.path.insert(0, str(ROOT / "tests" / "ansible"))
 import render_units  # noqa: E402
 import units  # noqa: E402
+from conftest import require_tool
 
 ANSIBLE = ROOT / "ansible"
 ROLE = ANSIBLE / "roles" / "ixpect"
@@ -51,12 +52,6 @@ def ansible(tool: str, *args: str, cwd: Path = ANSIBLE) -> subprocess.CompletedP
     return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
-def require(tool: str) -> None:
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed (.ci/setup.d/30-nix.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 # ---------------------------------------------------------------- lint and syntax
@@ -181,7 +176,7 @@ def test_units_carry_exactly_the_shared_hardening(variant):
 
 def test_units_verify(variant):
     label, files = variant
-    require("systemd-analyze")
+    require_tool("systemd-analyze")
     unit_files = [str(p) for n, p in files.items() if n.endswith((".service", ".timer"))]
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *unit_files], capture_output=True, text=True)
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
@@ -220,7 +215,7 @@ def run_ixf_scripts(directory: Path, workdir: Path, changed: bool) -> list[str]:
 
 def test_units_are_the_nixos_modules_units(variant, tmp_path):
     """Directive by directive, the role writes what nix/module.nix makes NixOS write."""
-    require("nix-instantiate")
+    require_tool("nix-instantiate")
     label, files = variant
     nix = render_units.render(VARIANTS[label][0], str(VENV), tmp_path / "nix")
     assert sorted(n for n in files if "." in n) == sorted(nix)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SHARED
+from conftest import SHARED, wait_for
 
 sys.path.insert(0, str(Path(__file__).parent / "ansible"))
 import units  # noqa: E402
@@ -104,8 +104,8 @@ class Container:
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         self.leader = self._find_leader()
         self.pidns = os.readlink(f"/proc/{self.leader}/ns/pid")
-        self.wait_until(lambda: self.sh("systemctl is-system-running --wait", check=False).stdout.strip()
-                        in ("running", "degraded"), timeout=60, what="boot")
+        wait_for(lambda: self.sh("systemctl is-system-running --wait", check=False).stdout.strip()
+                 in ("running", "degraded"), timeout=60, what="boot", interval=0.5)
 
     def _find_leader(self, timeout: float = 30) -> int:
         """The container's init: a descendant of nspawn that is PID 1 in its namespace."""
@@ -132,15 +132,6 @@ class Container:
         if check and proc.returncode:
             raise AssertionError(f"in the container: {script}\nexit {proc.returncode}\n{proc.stdout}{proc.stderr}")
         return proc
-
-    def wait_until(self, predicate, timeout: float, what: str, interval: float = 0.5):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
     def stop(self) -> None:
         """Orderly shutdown (SIGTERM makes nspawn power the container off), then SIGKILL."""
@@ -369,7 +360,7 @@ def test_frames_from_the_peer_become_events_naming_the_member(lab):
         found = {b["type"]: b for b in lab.batches()}
         return found if {"ARP_NEIGHBOR_SPOOFED_STATIC", "STP_PACKET_FOUND"} <= set(found) else None
 
-    found = lab.container.wait_until(arrived, timeout=60, what="events in journalctl -u ixpect-notify", interval=1)
+    found = wait_for(arrived, timeout=60, what="events in journalctl -u ixpect-notify", interval=1)
     arp = found["ARP_NEIGHBOR_SPOOFED_STATIC"]
     assert arp["data"] == {"ip4_addr": lab.member_ip, "mac_addr": FOREIGN, "mac_addr_expected": [lab.member_mac]}
     assert arp["member"] == who

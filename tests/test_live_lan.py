@@ -19,8 +19,9 @@ from scapy.packet import Raw
 
 from pyroute2 import netns
 
+from conftest import wait_for
 from livenet import (BURST_MAC, IXPECT, PEER1_IP, PEER1_IP6, PEER1_MAC, PEER2_MAC, lan, monitor_ns,  # noqa: F401
-                     needs_root, netns_up, read_jsonl, start, stop, wait_for, write_config)
+                     needs_root, netns_up, read_jsonl, start, stop, write_config)
 
 pytestmark = [needs_root, pytest.mark.netns]
 

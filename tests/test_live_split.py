@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from scapy.layers.l2 import ARP, Ether
 
-from livenet import PEER1_MAC, lan, monitor_ns, needs_root, netns_up, start, stop, wait_for  # noqa: F401
+from conftest import wait_for
+from livenet import PEER1_MAC, lan, monitor_ns, needs_root, netns_up, start, stop  # noqa: F401
 
 pytestmark = [needs_root, pytest.mark.netns]
 

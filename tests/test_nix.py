@@ -16,10 +16,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,6 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "nix"))
 import render_units  # noqa: E402
+from conftest import require_tool
 
 VENV = Path(sys.executable).parent.parent
 HARDENING = json.loads((ROOT / "nix" / "hardening.json").read_text())
@@ -37,21 +36,15 @@ DAEMONS = ("ixpect-capture", "ixpect-notify", "ixpect-ixf")
 RENDERED = "/var/lib/ixpect/ixpect.conf.yaml"
 
 
-def _require(tool: str) -> None:
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed (.ci/setup.d/30-nix.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture
 def nix():
-    _require("nix-instantiate")
+    require_tool("nix-instantiate")
 
 
 def nix_eval(expr: str):
-    _require("nix-instantiate")
+    require_tool("nix-instantiate")
     proc = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -226,7 +219,7 @@ STATIC_USER = """{ services.ixpect = {
 @pytest.fixture(scope="module")
 def units(tmp_path_factory):
     """name -> (rendered unit file, evaluated attrs) for three representative configs."""
-    _require("nix-instantiate")
+    require_tool("nix-instantiate")
     out = {}
     for label, definitions in (("ixf", INTERFACE_IXF), ("vxlan", VXLAN_STATIC), ("static-user", STATIC_USER)):
         outdir = tmp_path_factory.mktemp(label)
@@ -236,7 +229,7 @@ def units(tmp_path_factory):
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess:
-    _require("systemd-analyze")
+    require_tool("systemd-analyze")
     return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True)
 
 
@@ -434,7 +427,7 @@ def check_config():
 
 
 def build_config(tmp_path, settings: str) -> Path:
-    _require("nix-instantiate")
+    require_tool("nix-instantiate")
     result = render_units.evaluate(
         f'{{ services.ixpect = {{ enable = true; capture.interface = "a"; settings = {settings}; }}; }}', str(VENV))
     return render_units.build(result["etc"]["ixpect/ixpect.conf.yaml"], tmp_path)

@@ -10,7 +10,9 @@ import socket
 import time
 
 import pytest
-from notifyutil import RETRY, Recorder, arp_batch, free_port, wait_until
+from notifyutil import RETRY, Recorder, arp_batch, free_port
+
+from conftest import wait_for
 
 from ixpect.collector import Collector
 from ixpect.config import load
@@ -47,7 +49,7 @@ def test_routing_each_channel_gets_exactly_its_events(rec):
     ]}}), **RETRY)
     d(window())
     d([arp_batch(type="IPV6_BOGON_SOURCE")])  # admitted by the catch-all only
-    wait_until(lambda: len(rec.requests) == 4, what="four requests")
+    wait_for(lambda: len(rec.requests) == 4, what="four requests")
     d.close(1)
     assert types(rec.delivered("/arp")) == ["ARP_NEIGHBOR_SPOOFED_STATIC"]
     assert types(rec.delivered("/l2")) == ["ETHER_TYPE_VIOLATION", "STP_PACKET_FOUND"]
@@ -61,7 +63,7 @@ def test_ixpect_test_goes_through_routing(rec):
         hook(rec.url + "/all"),
     ]}}), **RETRY)
     d.test()
-    wait_until(lambda: len(rec.requests) == 2, what="two requests")
+    wait_for(lambda: len(rec.requests) == 2, what="two requests")
     d.close(1)
     assert types(rec.delivered("/test")) == types(rec.delivered("/all")) == ["IXPECT_TEST"]
     assert rec.delivered("/arp") == []
@@ -71,14 +73,14 @@ def test_log_notifier_text_and_json(caplog):
     caplog.set_level(logging.INFO, logger="ixpect.events")
     d = Delivery(channels({"log": {"format": "json", "channels": [{"events": ["STP_PACKET_FOUND"]}]}}), **RETRY)
     d(window())
-    wait_until(lambda: caplog.records, what="a log line")
+    wait_for(lambda: caplog.records, what="a log line")
     d.close(1)
     (line,) = [r.getMessage() for r in caplog.records if r.name == "ixpect.events"]
     assert json.loads(line)["type"] == "STP_PACKET_FOUND"
     caplog.clear()
     d = Delivery(channels({"log": {"format": "text", "channels": [{"events": []}]}}), **RETRY)
     d([arp_batch()])
-    wait_until(lambda: caplog.records, what="a log line")
+    wait_for(lambda: caplog.records, what="a log line")
     d.close(1)
     assert caplog.records[0].getMessage() == (
         "ARP_NEIGHBOR_SPOOFED_STATIC x3 2025-10-25T21:00:13.123456Z..2025-10-25T21:00:20.500000Z "
@@ -97,7 +99,7 @@ def test_a_hanging_destination_blocks_neither_caller_nor_other_channels(rec):
         for _ in range(20):
             d([arp_batch()])
         assert time.monotonic() - start < 0.5
-        wait_until(lambda: len(rec.delivered("/ok")) == 20, what="the healthy channel")
+        wait_for(lambda: len(rec.delivered("/ok")) == 20, what="the healthy channel")
         start = time.monotonic()
         d.close(0.3)
         assert time.monotonic() - start < 1.0  # close() honours its timeout
@@ -111,7 +113,7 @@ def test_backoff_grows_exponentially_with_jitter():
         d = Delivery(channels({"http": {"channels": [hook(rec.url)]}}),
                      retry_initial=0.04, retry_max=0.16)
         d([arp_batch()])
-        wait_until(lambda: rec.delivered(), what="the delivery")
+        wait_for(lambda: rec.delivered(), what="the delivery")
         d.close(1)
     finally:
         rec.close()
@@ -132,7 +134,7 @@ def test_a_refused_message_does_not_hold_up_the_channel(caplog):
         later = [arp_batch(f"192.0.2.{i}") for i in range(1, 4)]
         for batch in later:
             d([batch])
-        wait_until(lambda: len(rec.delivered()) == 3, what="the later windows")
+        wait_for(lambda: len(rec.delivered()) == 3, what="the later windows")
         d.close(0.2)
     finally:
         rec.close()
@@ -148,7 +150,7 @@ def test_close_makes_one_last_attempt():
         d = Delivery(channels({"http": {"channels": [hook(rec.url)]}}), retry_initial=60, retry_max=60)
         batch = arp_batch()
         d([batch])
-        wait_until(lambda: rec.requests, what="the first attempt")
+        wait_for(lambda: rec.requests, what="the first attempt")
         d.close(5)
         assert [r["status"] for r in rec.requests] == [500, 200]
         assert rec.delivered()[0]["batches"][0]["id"] == batch.id
@@ -171,8 +173,8 @@ def test_expired_work_is_dropped_with_a_count(tmp_path, caplog):
     dead.close()
     d = Delivery(channels({"http": {"channels": [hook(dead.url)]}}), tmp_path, **RETRY, max_age=0.3)
     d([arp_batch(), arp_batch("192.0.2.9", count=4)])
-    wait_until(lambda: list(tmp_path.glob("spool/*/*.json")), what="the spool file")
-    wait_until(lambda: "older than max_age" in caplog.text, what="the drop")
+    wait_for(lambda: list(tmp_path.glob("spool/*/*.json")), what="the spool file")
+    wait_for(lambda: "older than max_age" in caplog.text, what="the drop")
     d.close(0.5)
     assert "http[0]: dropped 2 batches (7 events) older than max_age 0s, undelivered" in caplog.text
     assert list(tmp_path.glob("spool/*/*.json")) == []
@@ -192,7 +194,7 @@ def test_spool_follows_the_destination_not_the_position(tmp_path):
     rec = Recorder(port=port)
     try:
         d = Delivery(channels({"http": {"channels": first[::-1]}}), tmp_path, **RETRY)
-        wait_until(lambda: len(rec.delivered()) == 2, what="both spooled windows")
+        wait_for(lambda: len(rec.delivered()) == 2, what="both spooled windows")
         d.close(1)
     finally:
         rec.close()
@@ -220,7 +222,7 @@ def test_templates_dir_overrides_a_builtin(tmp_path, rec):
     chans = channels({"http": {"channels": [hook(rec.url)]}}, templates_dir=str(tmp_path))
     d = Delivery(chans, **RETRY)
     d([arp_batch(), Batch("STP_PACKET_FOUND", {}, None, 1.0, 1.0, 2)])
-    wait_until(lambda: rec.delivered(), what="the request")
+    wait_for(lambda: rec.delivered(), what="the request")
     d.close(1)
     assert rec.delivered() == [{"n": 2, "events": 5}]
 
@@ -246,7 +248,7 @@ event:
     assert (d.retry_initial, d.retry_max, d.max_age) == (0.01, 0.02, 3600.0)
     d(window())
     d.test()
-    wait_until(lambda: len(rec.delivered()) == 3, what="three requests")
+    wait_for(lambda: len(rec.delivered()) == 3, what="three requests")
     d.close(1)
     assert rec.delivered("/all") == [{"types": sorted(b.type for b in window())}, {"types": ["IXPECT_TEST"]}]
     assert rec.delivered("/stp") == [{"types": ["STP_PACKET_FOUND"]}]
@@ -265,7 +267,7 @@ def test_two_channels_to_one_destination_spool_apart(tmp_path):
     try:
         d = Delivery(channels({"http": {"channels": [hook(url, ["STP_PACKET_FOUND"]),
                                                      hook(url, ["ETHER_TYPE_VIOLATION"])]}}), tmp_path, **RETRY)
-        wait_until(lambda: len(rec.delivered()) == 2, what="both spooled units")
+        wait_for(lambda: len(rec.delivered()) == 2, what="both spooled units")
         d.close(1)
     finally:
         rec.close()
@@ -282,7 +284,7 @@ def test_collector_to_webhook(rec):
         collector.add(Event("ARP_NEIGHBOR_NEW_UNKNOWN", 1000.0 + i, {"ip4_addr": "192.0.2.1",
                                                                    "mac_addr": "aa:bb:cc:dd:ee:ff"}, frame))
     collector.tick(1061.0)
-    (body,) = wait_until(lambda: rec.delivered(), what="the window")
+    (body,) = wait_for(lambda: rec.delivered(), what="the window")
     d.close(1)
     (batch,) = body["batches"]
     assert (batch["type"], batch["count"], batch["first"], batch["last"]) == (

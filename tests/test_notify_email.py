@@ -11,7 +11,9 @@ import ssl
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from notifyutil import RETRY, arp_batch, free_port, make_cert, wait_until
+from notifyutil import RETRY, arp_batch, free_port, make_cert
+
+from conftest import wait_for
 from scapy.utils import rdpcap
 
 from ixpect.events import Batch
@@ -83,7 +85,7 @@ def test_mail_per_type_with_parts_and_pcap(smtp, tmp_path):
     stp = Batch("STP_PACKET_FOUND", {"mac_addr_source": "02:00:00:00:00:01",
                                      "mac_addr_destination": "01:80:c2:00:00:00"}, None, 1.0, 1.0)
     d([a, stp, b])
-    wait_until(lambda: len(box.mails) == 2, what="two mails")
+    wait_for(lambda: len(box.mails) == 2, what="two mails")
     d.close(1)
     assert box.logins == [("PLAIN", USER, True), ("PLAIN", USER, True)]
     mails = {m["Subject"]: (frm, to, m) for frm, to, m in box.mails}
@@ -126,7 +128,7 @@ def test_implicit_tls_and_auth_login(smtp):
     box = smtp(port, implicit_tls=True)
     d = Delivery(channels(email_cfg(port, encryption="tls", mechanism="login")), **RETRY)
     d([arp_batch()])
-    wait_until(lambda: box.mails, what="the mail")
+    wait_for(lambda: box.mails, what="the mail")
     d.close(1)
     assert box.logins == [("LOGIN", USER, True)]
     assert box.mails[0][2]["Subject"] == "[IXpect] ARP_NEIGHBOR_SPOOFED_STATIC triggered in 1 batches"
@@ -138,11 +140,11 @@ def test_server_down_then_up_delivers_every_batch_once(smtp, tmp_path, caplog):
     windows = [[arp_batch(f"192.0.2.{i}")] for i in range(1, 4)]
     for w in windows:
         d(w)
-    wait_until(lambda: sum("failed" in r.getMessage() for r in caplog.records) >= 3, what="failures")
+    wait_for(lambda: sum("failed" in r.getMessage() for r in caplog.records) >= 3, what="failures")
     spooled = list(tmp_path.glob("spool/*/*.json"))
     assert len(spooled) == 3  # every window is on disk while the relay is down
     box = smtp(port)
-    wait_until(lambda: d.pending() == 0, what="the queue to drain")
+    wait_for(lambda: d.pending() == 0, what="the queue to drain")
     d.close(1)
     delivered = [att.get_filename() for _, _, m in box.mails for att in m.iter_attachments()]
     assert sorted(delivered) == sorted(f"{w[0].id}.pcap" for w in windows)
@@ -159,8 +161,8 @@ def test_spool_survives_restart(smtp, tmp_path):
     assert len(list(tmp_path.glob("spool/*/*.json"))) == 1
     box = smtp(port)
     d = Delivery(channels(chans), tmp_path, **RETRY)
-    wait_until(lambda: box.mails, what="the spooled mail")
-    wait_until(lambda: d.pending() == 0, what="the queue to drain")
+    wait_for(lambda: box.mails, what="the spooled mail")
+    wait_for(lambda: d.pending() == 0, what="the queue to drain")
     d.close(1)
     (att,) = box.mails[0][2].iter_attachments()
     assert att.get_filename() == f"{batch.id}.pcap" and len(box.mails) == 1
@@ -179,7 +181,7 @@ def test_wrong_password_is_retried_and_never_logged(smtp, tmp_path, caplog):
     auth["pass_file"] = str(secret_file)
     d = Delivery(channels(cfg), **RETRY)
     d([arp_batch()])
-    wait_until(lambda: len(box.logins) >= 2, what="two login attempts")
+    wait_for(lambda: len(box.logins) >= 2, what="two login attempts")
     d.close(0.2)
     assert box.mails == []
     assert "SMTPAuthenticationError" in caplog.text

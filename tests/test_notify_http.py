@@ -7,7 +7,9 @@ import logging
 import socket
 
 import pytest
-from notifyutil import RETRY, Recorder, arp_batch, make_cert, wait_until
+from notifyutil import RETRY, Recorder, arp_batch, make_cert
+
+from conftest import wait_for
 
 from ixpect.events import Batch
 from ixpect.notify import channels
@@ -38,7 +40,7 @@ def test_http_default_body_and_headers(server):
     d = Delivery(channels({"http": {"channels": [ch]}}), **RETRY)
     a, b = arp_batch("192.0.2.1"), arp_batch("192.0.2.2", type="ARP_NEIGHBOR_NEW_DYNAMIC", count=1)
     d([a, b])
-    (body,) = wait_until(lambda: rec.delivered("/hook"), what="the webhook")
+    (body,) = wait_for(lambda: rec.delivered("/hook"), what="the webhook")
     d.close(1)
     req = rec.requests[0]
     assert req["method"] == "POST"
@@ -57,8 +59,8 @@ def test_http_500_then_200_retries_once_and_delivers_once(server, caplog):
     rec = server([500])
     d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/hook")]}}), **RETRY)
     d([arp_batch()])
-    wait_until(lambda: rec.delivered(), what="the delivery after the retry")
-    wait_until(lambda: d.pending() == 0, what="the queue to drain")
+    wait_for(lambda: rec.delivered(), what="the delivery after the retry")
+    wait_for(lambda: d.pending() == 0, what="the queue to drain")
     d.close(1)
     assert [r["status"] for r in rec.requests] == [500, 200]
     assert len(rec.delivered()) == 1
@@ -75,14 +77,14 @@ def test_https_verifies_certificates_by_default(tmp_path, monkeypatch, caplog):
                                                      http_channel(rec.url + "/unverified", verify_tls=False)]}}),
                      **RETRY)
         d([arp_batch()])
-        wait_until(lambda: rec.delivered("/unverified"), what="the unverified channel")
-        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, what="the verification failure")
+        wait_for(lambda: rec.delivered("/unverified"), what="the unverified channel")
+        wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, what="the verification failure")
         d.close(0.2)
         assert rec.delivered("/verified") == []
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert[0]))  # trust the server's CA
         d = Delivery(channels({"http": {"channels": [http_channel(rec.url + "/verified")]}}), **RETRY)
         d([arp_batch()])
-        wait_until(lambda: rec.delivered("/verified"), what="the verified channel")
+        wait_for(lambda: rec.delivered("/verified"), what="the verified channel")
         d.close(1)
     finally:
         rec.close()
@@ -95,7 +97,7 @@ def test_http_custom_template(server, tmp_path):
     ch = http_channel(rec.url + "/ticket", method="PUT", content_type="text/plain", template=str(tpl))
     d = Delivery(channels({"http": {"channels": [ch]}}), **RETRY)
     d([arp_batch("192.0.2.7")])
-    wait_until(lambda: rec.requests, what="the request")
+    wait_for(lambda: rec.requests, what="the request")
     d.close(1)
     req = rec.requests[0]
     assert (req["method"], req["path"], req["headers"]["Content-Type"]) == ("PUT", "/ticket", "text/plain")
@@ -109,7 +111,7 @@ def test_slack_one_mrkdwn_message_per_type(server, tmp_path):
     d = Delivery(channels({"slack": {"channels": [{"webhook_url_file": str(secret_file)}]}}), **RETRY)
     a, b = arp_batch("192.0.2.1"), arp_batch("192.0.2.2", type="STP_PACKET_FOUND")
     d([a, b])
-    wait_until(lambda: len(rec.delivered()) == 2, what="two slack messages")
+    wait_for(lambda: len(rec.delivered()) == 2, what="two slack messages")
     d.close(1)
     texts = sorted(m["text"] for m in rec.delivered("/services/T0001/B0001/XXXXsecretXXXX"))
     assert texts[0].startswith("*[IXpect] ARP_NEIGHBOR_SPOOFED_STATIC triggered in 1 batches (3 events)*\n• *3×*")
@@ -124,7 +126,7 @@ def test_alertmanager_labels(server):
     bum = Batch("BUM_RATE_BROADCAST_EXCEEDED", {"mac_addr_source": "02:00:00:00:00:01", "count": 900,
                                                 "threshold": 100, "window": "1s"}, None, 1.0, 2.0, 4)
     d([spoof, bum])
-    (alerts,) = wait_until(lambda: rec.delivered("/api/v2/alerts"), what="the alerts")
+    (alerts,) = wait_for(lambda: rec.delivered("/api/v2/alerts"), what="the alerts")
     d.close(1)
     host = socket.gethostname()
     assert alerts[0]["labels"] == {"alertname": "ARP_NEIGHBOR_SPOOFED_STATIC", "source": "ixpect", "instance": host,
@@ -152,7 +154,7 @@ def test_secrets_never_logged(server, caplog):
     })
     d = Delivery(chans, **RETRY)
     d([arp_batch()])
-    wait_until(lambda: sum("failed" in r.getMessage() for r in caplog.records) >= 6, what="failures")
+    wait_for(lambda: sum("failed" in r.getMessage() for r in caplog.records) >= 6, what="failures")
     d.close(0.2)
     text = caplog.text
     for name in ("slack[0]", "http[0]", "alertmanager[0]"):

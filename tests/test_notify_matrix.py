@@ -13,7 +13,9 @@ from urllib.parse import quote
 import pytest
 import requests
 import yaml
-from notifyutil import RETRY, arp_batch, free_port, wait_until
+from notifyutil import RETRY, arp_batch, free_port
+
+from conftest import wait_for
 
 from ixpect.events import Batch
 from ixpect.notify import channels
@@ -68,7 +70,7 @@ def synapse(tmp_path_factory):
             except requests.ConnectionError:
                 return False
 
-        wait_until(up, timeout=180, what="synapse to listen")
+        wait_for(up, timeout=180, what="synapse to listen")
         # register a user through the shared-secret admin API (what register_new_matrix_user does)
         api = url + "/_synapse/admin/v1/register"
         nonce = requests.get(api, timeout=10).json()["nonce"]
@@ -99,7 +101,7 @@ def test_message_arrives_in_the_room(synapse, tmp_path):
     stp = Batch("STP_PACKET_FOUND", {"mac_addr_source": "02:00:00:00:00:01",
                                      "mac_addr_destination": "01:80:c2:00:00:00"}, None, 1.0, 1.0)
     d([spoof, stp])
-    wait_until(lambda: d.pending() == 0, timeout=30, what="delivery to synapse")
+    wait_for(lambda: d.pending() == 0, timeout=30, what="delivery to synapse")
     d.close(1)
 
     r = requests.get(f"{synapse['url']}/_matrix/client/v3/rooms/{quote(room, safe='')}/messages",

@@ -7,7 +7,7 @@ import random
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptDstLLAddr,
                                 ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrHopByHop)
-from scapy.layers.l2 import ARP, LLC, SNAP, STP, Dot1AD, Dot1Q, Dot3, Ether
+from scapy.layers.l2 import ARP, LLC, SNAP, STP, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
 
 from conftest import Recorder
