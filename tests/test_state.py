@@ -77,8 +77,9 @@ def test_a_restart_keeps_learned_neighbors(tmp_path):
 
 
 def test_a_damaged_state_file_is_moved_aside(tmp_path):
-    for n, damage in enumerate(('{"version": 1, "arp_neighbor": {"192.0.2.1": {"mac": "02:00"', '{"version": 1, '
-                   '"arp_neighbor": {"not an address": {"mac": "02:00:00:00:00:0a", "since": 0}}}')):
+    damaged = ('{"version": 1, "arp_neighbor": {"192.0.2.1": {"mac": "02:00"',  # cut short
+               '{"version": 1, "arp_neighbor": {"not an address": {"mac": "02:00:00:00:00:0a", "since": 0}}}')
+    for n, damage in enumerate(damaged):
         (tmp_path / "state").mkdir(exist_ok=True)
         (tmp_path / "state" / "neighbors.json").write_text(damage)
         events, log = replay(tmp_path, f"run{n}", [arp(A, "192.0.2.1")])
