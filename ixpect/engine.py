@@ -98,14 +98,15 @@ class Engine:
                 if ts >= self.deadline:
                     self.tick(ts)
                 try:
-                    et = buf[12] << 8 | buf[13] if len(buf) >= 14 else 0
+                    size = len(buf)
+                    et = buf[12] << 8 | buf[13] if size >= 14 else 0
                     if et < 0x0600 or et in tagged:  # not plain Ethernet II: the full decoder
                         et, off = ethernet(buf)
                     else:
                         off = 14
                     c = count(et, other)
                     c[0] += 1
-                    c[1] += len(buf)
+                    c[1] += size
                     for h in every:
                         h(ts, buf)
                     for h in get(et, default):
