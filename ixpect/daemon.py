@@ -151,7 +151,7 @@ class Monitor(Service):
         self.outlet = outlet if outlet is not None else Batching(cfg["event"], state_dir)
         self.engine = Engine(cfg["probes"], self.sink, members, timers=self.outlet.timers)
         self.events: dict[str, int] = {}  # by type, for the metrics
-        self.source = None  # the live source, for its kernel drops
+        self.kernel_drops: int | None = None  # of a live source, as the main loop last read them
         self.state = NeighborState(state_dir, self.engine) if state_dir else None
         if self.state is not None:
             self.state.load()
@@ -178,6 +178,8 @@ class Monitor(Service):
 
     def configure(self, cfg: dict, members: MemberTable | None) -> None:
         self.engine.configure(cfg["probes"], members or MemberTable())
+        if self.state is not None:
+            self.state.adopt()
         self.outlet.configure(cfg["event"])
 
     def close(self) -> None:
@@ -237,7 +239,8 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         monitor.checkpoint(now)
         if after_chunk is not None:
             after_chunk()
-        if now - reported >= DROPS_EVERY and (drops := source.drops()) != dropped:
+        monitor.kernel_drops = drops = source.drops()  # one syscall per chunk at most
+        if drops != dropped and now - reported >= DROPS_EVERY:
             log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
             dropped, reported = drops, now
         monitor.apply_signals()
@@ -285,7 +288,6 @@ def _start_live(args):
 
 
 def _serve_live(monitor: Monitor, source, after_chunk=None) -> int:
-    monitor.source = source
     monitor.install_signals()
     try:
         live(monitor, source, after_chunk)
@@ -367,7 +369,6 @@ def run(args) -> int:
             if source is None:
                 return EXIT_CONFIG
         monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, jsonl=jsonl)
-        monitor.source = source
         try:
             server = metrics.serve(monitor.cfg, args.config, partial(metrics.capture_snapshot, monitor),
                                    monitor.outlet.tally)

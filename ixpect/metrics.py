@@ -25,9 +25,7 @@ def capture_snapshot(monitor) -> dict:
     frames, octets = {}, {}
     for cls, (n, size) in monitor.engine.traffic().items():
         frames[cls], octets[cls] = n, size
-    source = monitor.source
-    return {"frames": frames, "bytes": octets, "events": dict(monitor.events),
-            "kernel_drops": source.drops() if source is not None else None}
+    return {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops}
 
 
 def notify_snapshot(tally: dict[str, dict[str, int]]) -> dict:

@@ -108,7 +108,8 @@ def test_run_serves_metrics_while_capturing(tmp_path):
     proc = start(["run", "-c", conf, "--vxlan", f"127.0.0.1:{udp}", "--vni", vni, "--state-dir", tmp_path / "state"],
                  log)
     try:
-        before = scrape(port)
+        before = wait_for(lambda: (got := scrape(port)).get(("ixpect_kernel_drops_total", ())) is not None and got,
+                          what="the capture loop's first round")
         assert before[("ixpect_frames_total", (("class", "arp"),))] == 0
         assert before[("ixpect_kernel_drops_total", ())] == 0
         send_vxlan(udp, vni)
