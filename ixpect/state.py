@@ -62,6 +62,15 @@ class NeighborState:
         log.info("%s: restored %s", self.path,
                  ", ".join(f"{len(p.dynamic)} {name} entries" for name, p in self._probes().items()) or "nothing")
 
+    def adopt(self) -> None:
+        """After a reload: a probe enabled now takes the table it had at the last start."""
+        for name, p in self._probes().items():
+            if name in self.kept:
+                try:
+                    p.restore(self.kept.pop(name))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    log.error("%s: %s: unreadable learned neighbors dropped: %s", self.path, name, exc)
+
     def save(self) -> None:
         """Write the tables if they have changed since the last save."""
         key = self._key()

@@ -89,3 +89,25 @@ def test_a_damaged_state_file_is_moved_aside(tmp_path):
         assert json.loads((tmp_path / "state" / "neighbors.json").read_text())["arp_neighbor"] == {
             "192.0.2.1": {"mac": A, "since": 1_700_000_000.0}}
         (tmp_path / "state" / "neighbors.json").unlink()
+
+
+def test_a_table_kept_for_a_disabled_probe_returns_when_a_reload_enables_it(tmp_path):
+    from ixpect import config
+    from ixpect.daemon import Monitor
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "neighbors.json").write_text(json.dumps({"version": 1, "arp_neighbor": {
+        "192.0.2.1": {"mac": A, "since": 1.0}}}))
+    off = config.load_text(CONFIG.replace("arp_neighbor: {enable: true", "arp_neighbor: {enable: false"))
+    monitor = Monitor("unused.yaml", off, None, state_dir=str(state))
+    try:
+        monitor.state.save()  # saving while the probe is off keeps its table in the file
+        monitor.state.saved = None  # (nothing changed: force the write)
+        monitor.state.save()
+        assert json.loads((state / "neighbors.json").read_text())["arp_neighbor"] == {
+            "192.0.2.1": {"mac": A, "since": 1.0}}
+        monitor.configure(config.load_text(CONFIG), None)  # SIGHUP with the probe on
+        assert monitor.engine.probes["arp_neighbor"].dynamic == {bytes([192, 0, 2, 1]): bytes.fromhex("02000000000a")}
+    finally:
+        monitor.close()
