@@ -375,6 +375,8 @@ def run(args) -> int:
         except OSError as exc:
             log.error("%s", exc)
             monitor.close()
+            if source is not None:
+                source.close()
             return EXIT_CONFIG
         if server is not None:
             stack.callback(server.shutdown)

@@ -168,3 +168,21 @@ def test_grafana_dashboard_uses_only_metrics_ixpect_exports():
     exprs.append(dash["templating"]["list"][1]["query"]["query"])
     used = {name for e in exprs for name in re.findall(r"\bixpect_[a-z0-9_]+", e)}
     assert len(exprs) >= 8 and used and not used - defined, used - defined
+
+
+def test_a_metrics_address_in_use_is_a_clear_start_error(tmp_path):
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "ixpect.conf.yaml"
+        config(conf, port)
+        pcap = tmp_path / "empty.pcap"
+        pcap.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+        result = subprocess.run([sys.executable, "-m", "ixpect", "run", "-c", conf, "--pcap", pcap],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in result.stderr
