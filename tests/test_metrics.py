@@ -5,14 +5,20 @@ checked exactly against the frames the test sends."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, LLC, Dot3, Ether
 from scapy.packet import Raw
+
+import ixpect.metrics
 
 from livenet import lan, monitor_ns, needs_root, netns_up, start, stop, wait_for  # noqa: F401
 
@@ -154,11 +160,6 @@ def test_notify_serves_the_metrics_of_capture(lan, monitor_ns, tmp_path):  # noq
 
 def test_grafana_dashboard_uses_only_metrics_ixpect_exports():
     """Every metric name in the dashboard's queries is one ixpect.metrics defines."""
-    import re
-    from pathlib import Path
-
-    import ixpect.metrics
-
     repo = Path(__file__).resolve().parent.parent
     source = Path(ixpect.metrics.__file__).read_text()
     defined = set(re.findall(r'"(ixpect_[a-z0-9_]+)"', source))
@@ -171,9 +172,6 @@ def test_grafana_dashboard_uses_only_metrics_ixpect_exports():
 
 
 def test_a_metrics_address_in_use_is_a_clear_start_error(tmp_path):
-    import subprocess
-    import sys
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
