@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict, deque
 from pathlib import Path
 
+from ixpect.atomic import write_atomic
 from ixpect.collector import Collector
 from ixpect.events import Event
 from ixpect.notify.delivery import batch_from_dict, batch_to_dict
@@ -135,12 +136,7 @@ class JsonLines:
 
     def rewrite(self, records: list[dict]) -> None:
         """Replace the content atomically."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
         os.close(self.fd)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.dirty = False
