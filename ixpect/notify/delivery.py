@@ -182,6 +182,9 @@ class Delivery:
         self.max_age = max_age
         self.spool = Path(state_dir) / "spool" if state_dir is not None else None
         self.workers = [Worker(ch, self.spool / ch.key if self.spool else None, self) for ch in chans]
+        for counts in self.tally.values():  # every channel has its series from the start, at 0
+            for ch in chans:
+                counts.setdefault(ch.name, 0)
         if self.spool is not None:
             self._recover()
         self.inbox: queue.Queue[tuple[list[Batch], float] | None] = queue.Queue()
