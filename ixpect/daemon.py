@@ -236,13 +236,13 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         now = time.time()
         if now >= engine.deadline:
             engine.tick(now)
-        monitor.checkpoint(now)
-        if after_chunk is not None:
-            after_chunk()
         monitor.kernel_drops = drops = source.drops()  # one syscall per chunk at most
         if drops != dropped and now - reported >= DROPS_EVERY:
             log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
             dropped, reported = drops, now
+        monitor.checkpoint(now)
+        if after_chunk is not None:
+            after_chunk()
         monitor.apply_signals()
 
 
