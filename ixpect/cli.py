@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     cap.add_argument("--interface", required=True)
     _netns(cap)
     cap.add_argument("--socket", required=True, help="unix socket path of `ixpect notify`")
-    cap.add_argument("--state-dir", help="directory for the events notify has not yet acknowledged")
+    cap.add_argument("--state-dir", help="directory for learned state and the events notify has not yet acknowledged")
     _user(cap)
     cap.set_defaults(impl="ixpect.daemon:capture")
 

@@ -9,15 +9,17 @@ import sys
 import time
 from collections.abc import Iterable
 from contextlib import ExitStack
+from functools import partial
 
 from ixpect import config as configuration
-from ixpect import privileges, relay
+from ixpect import metrics, privileges, relay
 from ixpect.collector import Collector
 from ixpect.engine import Engine
 from ixpect.events import Event
 from ixpect.members import MemberTable
 from ixpect.notify.delivery import Delivery
 from ixpect.pcap import PcapError, frames
+from ixpect.state import NeighborState
 
 log = logging.getLogger("ixpect")
 
@@ -28,6 +30,8 @@ CLOSE_TIMEOUT = 10.0
 TICK = 1.0
 #: kernel drops are logged at most this often (seconds)
 DROPS_EVERY = 10.0
+#: capture sends its counters to notify this often (seconds)
+METRICS_EVERY = 5.0
 
 
 class Stop(Exception):
@@ -64,7 +68,8 @@ class Batching:
         self.event_cfg = event_cfg
         self.state_dir = state_dir
         self.delivered = delivered
-        self.delivery = Delivery.from_config(event_cfg, state_dir)
+        self.tally: dict[str, dict[str, int]] = {"deliveries": {}, "failures": {}}
+        self.delivery = Delivery.from_config(event_cfg, state_dir, self.tally)
         self.collector = Collector(event_cfg["collection_window"], self._deliver, event_cfg["max_batches"])
         self.timers = (self.collector,)
 
@@ -86,7 +91,7 @@ class Batching:
         if event_cfg != self.event_cfg:
             # what the old channels still hold stays in the spool for the new ones
             self.delivery.close(CLOSE_TIMEOUT)
-            self.delivery = Delivery.from_config(event_cfg, self.state_dir)
+            self.delivery = Delivery.from_config(event_cfg, self.state_dir, self.tally)
         self.event_cfg = event_cfg
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
@@ -136,7 +141,8 @@ class Service:
 
 class Monitor(Service):
     """The engine and where its events go: batching in this process (`run`) or the
-    relay to `ixpect notify` (`capture`)."""
+    relay to `ixpect notify` (`capture`). With a state directory the learned
+    neighbors are loaded at start and saved by `checkpoint` and `close`."""
 
     def __init__(self, config_path: str, cfg: dict, members: MemberTable | None, *,
                  state_dir: str | None = None, jsonl=None, outlet=None):
@@ -144,11 +150,24 @@ class Monitor(Service):
         self.jsonl = jsonl
         self.outlet = outlet if outlet is not None else Batching(cfg["event"], state_dir)
         self.engine = Engine(cfg["probes"], self.sink, members, timers=self.outlet.timers)
+        self.events: dict[str, int] = {}  # by type, for the metrics
+        self.kernel_drops: int | None = None  # of a live source, as the main loop last read them
+        self.state = NeighborState(state_dir, self.engine) if state_dir else None
+        if self.state is not None:
+            self.state.load()
+        self.saved_at = time.time()
 
     def sink(self, ev: Event) -> None:
+        self.events[ev.type] = self.events.get(ev.type, 0) + 1
         if self.jsonl is not None:
             self.jsonl.write(json.dumps(ev.to_json()) + "\n")
         self.outlet.add(ev)
+
+    def checkpoint(self, now: float) -> None:
+        """Save learned neighbors (if changed) once per collection window of wall-clock time."""
+        if self.state is not None and now - self.saved_at >= self.cfg["event"]["collection_window"]:
+            self.state.save()
+            self.saved_at = now
 
     def feed(self, source: Iterable[tuple[float, bytes]]) -> None:
         self.engine.feed(source)
@@ -159,16 +178,21 @@ class Monitor(Service):
 
     def configure(self, cfg: dict, members: MemberTable | None) -> None:
         self.engine.configure(cfg["probes"], members or MemberTable())
+        if self.state is not None:
+            self.state.adopt()
         self.outlet.configure(cfg["event"])
 
     def close(self) -> None:
         """Report windows in progress, deliver everything pending (within CLOSE_TIMEOUT)."""
         self.engine.flush()
+        if self.state is not None:
+            self.state.save()
         self.outlet.close(CLOSE_TIMEOUT)
 
 
 class Notify(Service):
-    """`ixpect notify`: events from `ixpect capture` in, batches out to the notifiers."""
+    """`ixpect notify`: events from `ixpect capture` in, batches out to the notifiers;
+    serves the metrics of both (capture's arrive over the relay)."""
 
     def __init__(self, config_path: str, cfg: dict, socket_path: str, state_dir: str | None):
         super().__init__(config_path, cfg)
@@ -212,11 +236,13 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         now = time.time()
         if now >= engine.deadline:
             engine.tick(now)
-        if after_chunk is not None:
-            after_chunk()
-        if now - reported >= DROPS_EVERY and (drops := source.drops()) != dropped:
+        monitor.kernel_drops = drops = source.drops()  # one syscall per chunk at most
+        if drops != dropped and now - reported >= DROPS_EVERY:
             log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
             dropped, reported = drops, now
+        monitor.checkpoint(now)
+        if after_chunk is not None:
+            after_chunk()
         monitor.apply_signals()
 
 
@@ -284,8 +310,17 @@ def capture(args) -> int:
     if source is None:
         return EXIT_CONFIG
     sender = relay.Sender(args.socket, args.state_dir)
-    monitor = Monitor(args.config, *loaded, outlet=sender)
-    return _serve_live(monitor, source, sender.sync)
+    monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, outlet=sender)
+    reported = 0.0
+
+    def after_chunk() -> None:  # make the events durable; now and then tell notify the counters
+        nonlocal reported
+        sender.sync()
+        if (now := time.monotonic()) - reported >= METRICS_EVERY:
+            sender.report(metrics.capture_snapshot(monitor))
+            reported = now
+
+    return _serve_live(monitor, source, after_chunk)
 
 
 def notify(args) -> int:
@@ -298,6 +333,13 @@ def notify(args) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", args.socket, exc)
         return EXIT_CONFIG
+    try:
+        server = metrics.serve(loaded[0], args.config, lambda: service.receiver.capture_metrics,
+                               service.batching.tally)
+    except OSError as exc:
+        log.error("%s", exc)
+        service.close()
+        return EXIT_CONFIG
     service.install_signals()
     try:
         service.serve()
@@ -305,6 +347,8 @@ def notify(args) -> int:
         log.info("stopping: flushing pending batches")
     finally:
         service.close()
+        if server is not None:
+            server.shutdown()
         log.info("%d events received, %d duplicates dropped", service.receiver.received,
                  service.receiver.duplicates)
     return EXIT_OK
@@ -325,6 +369,17 @@ def run(args) -> int:
             if source is None:
                 return EXIT_CONFIG
         monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, jsonl=jsonl)
+        try:
+            server = metrics.serve(monitor.cfg, args.config, partial(metrics.capture_snapshot, monitor),
+                                   monitor.outlet.tally)
+        except OSError as exc:
+            log.error("%s", exc)
+            monitor.close()
+            if source is not None:
+                source.close()
+            return EXIT_CONFIG
+        if server is not None:
+            stack.callback(server.shutdown)
         if source is not None:
             return _serve_live(monitor, source)
         monitor.install_signals()

@@ -2,6 +2,8 @@
 
 Dispatch is a table from EtherType to the handlers of that type, built once per
 configuration, so a frame costs one dict lookup plus the work of its own probes.
+Frames and bytes are counted per EtherType class (one more lookup, two additions)
+for the metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[Event], None]
 
+#: EtherType -> class in the metrics; everything else is "other"
+CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
+
 
 class Engine:
     def __init__(self, probes_cfg: dict, sink: Sink, members: MemberTable | None = None,
@@ -31,6 +36,8 @@ class Engine:
         self.probes: dict[str, Probe] = {}
         self.frames = 0
         self.now = 0.0
+        self._traffic = {et: [0, 0] for et in CLASSES}  # frames, bytes
+        self._other_traffic = [0, 0]
         self.configure(probes_cfg)
 
     def configure(self, probes_cfg: dict, members: MemberTable | None = None) -> None:
@@ -81,6 +88,7 @@ class Engine:
     def feed(self, frames: Iterable[tuple[float, bytes]]) -> None:
         """Run every frame through the probes. Never raises for a frame's content."""
         every, get, default = self._every, self._table.get, self._default
+        count, other = self._traffic.get, self._other_traffic
         ethernet, tagged = decode.ethernet, decode.VLAN_TPIDS
         n = 0
         ts = self.now
@@ -90,11 +98,15 @@ class Engine:
                 if ts >= self.deadline:
                     self.tick(ts)
                 try:
-                    et = buf[12] << 8 | buf[13] if len(buf) >= 14 else 0
+                    size = len(buf)
+                    et = buf[12] << 8 | buf[13] if size >= 14 else 0
                     if et < 0x0600 or et in tagged:  # not plain Ethernet II: the full decoder
                         et, off = ethernet(buf)
                     else:
                         off = 14
+                    c = count(et, other)
+                    c[0] += 1
+                    c[1] += size
                     for h in every:
                         h(ts, buf)
                     for h in get(et, default):
@@ -107,6 +119,12 @@ class Engine:
         finally:  # also when the source fails half-way
             self.frames += n
             self.now = ts
+
+    def traffic(self) -> dict[str, tuple[int, int]]:
+        """(frames, bytes) by EtherType class."""
+        out = {CLASSES[et]: (n, size) for et, (n, size) in self._traffic.items()}
+        out["other"] = tuple(self._other_traffic)
+        return out
 
     def _arp(self, ts: float, buf: bytes, off: int, et: int) -> None:
         fields = decode.arp(buf, off)

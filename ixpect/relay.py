@@ -3,6 +3,8 @@ at least once, across a restart or a kill -9 of either side.
 
 Wire format, both directions: a 4-byte big-endian length, then one JSON object.
 capture -> notify: {"event": {"id", "type", "ts", "data", "member", "frame" (base64 or null)}}
+capture -> notify: {"metrics": {...}}, capture's counters every few seconds (ixpect.metrics;
+  neither journaled nor acknowledged: the next one supersedes it).
 notify -> capture: {"ack": [id, ...]}, sent once the events are in notify's journal.
 
 The capture side (Sender) writes every event to its outbox file before sending and
@@ -33,6 +35,7 @@ import time
 from collections import OrderedDict, deque
 from pathlib import Path
 
+from ixpect.atomic import write_atomic
 from ixpect.collector import Collector
 from ixpect.events import Event
 from ixpect.notify.delivery import batch_from_dict, batch_to_dict
@@ -133,12 +136,7 @@ class JsonLines:
 
     def rewrite(self, records: list[dict]) -> None:
         """Replace the content atomically."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
         os.close(self.fd)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.dirty = False
@@ -159,6 +157,7 @@ class Sender:
         self.cond = threading.Condition()
         self.pending: OrderedDict[str, bytes] = OrderedDict()  # id -> encoded message
         self.queue: deque[str] = deque()  # ids still to send on this connection
+        self.counters: bytes | None = None  # the latest metrics message, not yet sent
         self.outbox = JsonLines(Path(state_dir) / "relay-outbox.jsonl") if state_dir else None
         if self.outbox is not None:
             self._recover()
@@ -199,6 +198,12 @@ class Sender:
     def test(self) -> None:
         """SIGUSR1: an IXPECT_TEST event through the whole path."""
         self.add(Event("IXPECT_TEST", time.time(), {}))
+
+    def report(self, snapshot: dict) -> None:
+        """Send capture's counters to notify (the latest only; dropped while disconnected)."""
+        with self.cond:
+            self.counters = encode({"metrics": snapshot})
+            self.cond.notify_all()
 
     def configure(self, event_cfg: dict) -> None:
         """The `event` section (windows, notifiers) is applied by notify."""
@@ -248,10 +253,14 @@ class Sender:
             try:
                 while True:
                     with self.cond:
-                        self.cond.wait_for(lambda: self.queue or self.closing or self.sock is not sock)
+                        self.cond.wait_for(lambda: self.queue or self.counters or self.closing
+                                           or self.sock is not sock)
                         if self.closing or self.sock is not sock:
                             break
                         msgs = [self.pending[i] for i in self._take()]
+                        if self.counters is not None:
+                            msgs.append(self.counters)
+                            self.counters = None
                     sock.sendall(b"".join(msgs))
             except OSError as exc:
                 log.warning("connection to notify lost: %s", exc)
@@ -338,6 +347,7 @@ class Receiver:
         self.clients: dict[socket.socket, Decoder] = {}
         self.received = self.duplicates = 0
         self.replaying = False
+        self.capture_metrics: dict | None = None  # capture's last counters, with when they came
 
     def replay(self) -> None:
         """Reopen the journal's window in the collector (call before serving)."""
@@ -405,7 +415,12 @@ class Receiver:
             data = sock.recv(1 << 20)
             if not data:
                 raise ConnectionResetError("closed by capture")
-            acks = [self._receive(msg) for msg in self.clients[sock].feed(data)]
+            acks = []
+            for msg in self.clients[sock].feed(data):
+                if "metrics" in msg:
+                    self._counters(msg["metrics"])
+                else:
+                    acks.append(self._receive(msg))
             if self.journal is not None:
                 self.journal.sync()
             if acks:
@@ -414,6 +429,13 @@ class Receiver:
             log.warning("capture connection closed: %s", exc)
             del self.clients[sock]
             sock.close()
+
+    def _counters(self, snapshot) -> None:
+        if (isinstance(snapshot, dict) and all(isinstance(snapshot.get(k), dict) for k in ("frames", "bytes", "events"))
+                and all(isinstance(n, int) for k in ("frames", "bytes", "events") for n in snapshot[k].values())):
+            self.capture_metrics = {**snapshot, "received": time.time()}
+        else:
+            log.error("malformed metrics from capture dropped: %.200s", json.dumps(snapshot))
 
     def _receive(self, msg: dict) -> str | None:
         wire = msg.get("event")

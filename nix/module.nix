@@ -353,7 +353,7 @@ in
               captureInterface
               "--socket"
               socket
-              # events notify has not acknowledged yet survive a restart of capture
+              # events notify has not acknowledged yet, and learned neighbors, survive a restart of capture
               "--state-dir"
               stateDir
             ]

@@ -28,6 +28,7 @@ python3Packages.buildPythonApplication {
   dependencies = with python3Packages; [
     jinja2
     jsonschema
+    prometheus-client
     pyroute2
     pyyaml
     requests

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
@@ -45,6 +46,8 @@ def test_spoofed_static_events_name_the_member(tmp_path, capsys):
     assert main(["ixf", "render", "--source", str(EXPORT), "--ixp-id", "5", "--vlan-id", "5",
                  "--base", str(base), "-o", str(conf)]) == 0
     assert capsys.readouterr().out == "changed\n"
+    status = json.loads((tmp_path / "ixpect.conf.status.json").read_text())  # for the daemon's metrics
+    assert status["entries"]["members"] > 0 and time.time() - 60 < status["refreshed"] <= time.time()
 
     bcast, peer4, peer6 = "ff:ff:ff:ff:ff:ff", "37.49.232.1", "2001:7f8:54:5::1"
     frames = [

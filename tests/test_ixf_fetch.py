@@ -86,7 +86,7 @@ def test_render_from_server_then_failures_leave_files_untouched(portal, tmp_path
         "  vlan_id 5  Peering  37.49.232.0/24 2001:7f8:54:5::/64  members 29  ipv4 29  ipv6 29  macs 28"]
     assert render(capsys, url, out)[:2] == (0, "changed\n")
     good = snapshot(out_dir)
-    assert set(good) == {"ixpect.conf.yaml", "ixpect.conf.members.json"}
+    assert set(good) == {"ixpect.conf.yaml", "ixpect.conf.members.json", "ixpect.conf.status.json"}
 
     failures = {
         "500": f"error: {url}: HTTP 500 Internal Server Error (redirected to {portal.url}/members.json)",
@@ -110,7 +110,10 @@ def test_render_from_server_then_failures_leave_files_untouched(portal, tmp_path
     # back to the full export: entries are only added, and the files are what they were
     portal.mode = "ok"
     assert render(capsys, url, out)[:2] == (0, "changed\n")
-    assert snapshot(out_dir) == good
+    now = snapshot(out_dir)
+    status, good_status = (json.loads(d.pop("ixpect.conf.status.json")) for d in (now, good))
+    assert now == good
+    assert status["entries"] == good_status["entries"] and status["refreshed"] > good_status["refreshed"]
 
 
 def test_conditional_request_with_cache(portal, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ixpect.ixf import IxfError, Problems, fetch, schema
 from ixpect.ixf.normalise import Export, counts
-from ixpect.ixf.render import Options, render, write
+from ixpect.ixf.render import Options, render, write, write_status
 
 
 def list_main(args) -> int:
@@ -50,6 +50,7 @@ def render_main(args) -> int:
         doc = fetch.load(args.source, args.cache_dir)
         rendered = render(doc, opts, problems)
         changed = write(rendered, opts)
+        write_status(rendered, opts)
     except IxfError as e:
         _warn(problems)
         return _fail(e)

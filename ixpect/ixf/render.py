@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import tempfile
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,8 +19,10 @@ import jinja2
 import yaml
 
 from ixpect import config
+from ixpect.atomic import write_atomic
 from ixpect.ixf import IxfError, Problems, schema
 from ixpect.ixf.normalise import Address, Export, counts, link_local, parse_macs
+from ixpect.metrics import ixf_status_path
 
 _NEIGHBOR = (("arp_neighbor", "arp_bogon", 4), ("ipv6_neighbor", "ipv6_bogon", 6))
 
@@ -129,6 +130,18 @@ def write(r: Rendered, opts: Options) -> bool:
     return write_if_changed(opts.output, r.config, base_mode) or changed
 
 
+def write_status(r: Rendered, opts: Options) -> None:
+    """Record this successful refresh beside the config, for the daemon's metrics
+    (ixpect.metrics.ixf_status_path): when, and how many entries."""
+    path = ixf_status_path(opts.output)
+    entries = {k: r.counts[k] for k in ("members", "ipv4", "ipv6", "macs")}
+    status = {"refreshed": time.time(), "entries": entries}
+    try:
+        write_atomic(path, json.dumps(status).encode() + b"\n", 0o644)
+    except OSError as e:
+        raise IxfError(f"{path}: cannot write: {e.strerror}") from None
+
+
 def write_if_changed(path: Path, text: str, mode: int) -> bool:
     """Atomic replace (temp file, fsync, rename) only when the bytes differ; keeps an existing mode."""
     data = text.encode()
@@ -140,26 +153,10 @@ def write_if_changed(path: Path, text: str, mode: int) -> bool:
         pass
     except OSError as e:
         raise IxfError(f"{path}: cannot read: {e.strerror}") from None
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data, mode)
     except OSError as e:
         raise IxfError(f"{path}: cannot write: {e.strerror}") from None
-    finally:
-        if tmp is not None:
-            os.unlink(tmp)
     return True
 
 

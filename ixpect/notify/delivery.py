@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import queue
 import random
 import threading
@@ -26,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ixpect.atomic import write_atomic
 from ixpect.events import Batch
 from ixpect.notify import Channel, channels
 
@@ -61,20 +61,6 @@ def counted(jobs: list[Job]) -> str:
             f"({sum(b.count for j in jobs for b in j.batches)} events)")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Worker(threading.Thread):
     def __init__(self, channel: Channel, spool: Path | None, delivery: Delivery):
         super().__init__(name=f"notify {channel.name}", daemon=True)
@@ -94,7 +80,7 @@ class Worker(threading.Thread):
                    "batches": [batch_to_dict(b) for b in batches]}
             try:
                 self.spool.mkdir(parents=True, exist_ok=True)
-                _write_atomic(path, json.dumps(doc).encode())
+                write_atomic(path, json.dumps(doc).encode())
                 job.path = path
             except OSError as exc:  # keep it in memory: a full disk must not lose events
                 log.error("%s: cannot spool %s, keeping it in memory: %s", self.channel.name, job, exc)
@@ -131,13 +117,19 @@ class Worker(threading.Thread):
                 self.cond.wait_for(lambda: self.closing, timeout=delay)
         self._last_pass()
 
+    def _count(self, what: str) -> None:
+        counts = self.delivery.tally[what]  # only this worker writes its channel's entries
+        counts[self.channel.name] = counts.get(self.channel.name, 0) + 1
+
     def _send(self, job: Job) -> bool:
         try:
             self.channel.notifier.send(job.batches)
         except Exception as exc:  # noqa: BLE001 - any failure of a destination is retried
+            self._count("failures")
             log.warning("%s: delivery of %s failed: %s: %s", self.channel.name, job,
                         type(exc).__name__, self.channel.scrub(str(exc)))
             return False
+        self._count("deliveries")
         with self.cond:
             self.jobs.remove(job)
         if job.path is not None:
@@ -180,12 +172,19 @@ class Delivery:
     """Callable taking a finished window (list of batches); returns at once."""
 
     def __init__(self, chans: list[Channel], state_dir: str | Path | None = None, *,
-                 retry_initial: float = 5.0, retry_max: float = 600.0, max_age: float = 86400.0):
+                 retry_initial: float = 5.0, retry_max: float = 600.0, max_age: float = 86400.0,
+                 tally: dict[str, dict[str, int]] | None = None):
+        #: messages delivered and failed attempts per channel name, for the metrics (a reload
+        #: hands the same dicts to the new Delivery, so the counters keep counting)
+        self.tally = tally if tally is not None else {"deliveries": {}, "failures": {}}
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.max_age = max_age
         self.spool = Path(state_dir) / "spool" if state_dir is not None else None
         self.workers = [Worker(ch, self.spool / ch.key if self.spool else None, self) for ch in chans]
+        for counts in self.tally.values():  # every channel has its series from the start, at 0
+            for ch in chans:
+                counts.setdefault(ch.name, 0)
         if self.spool is not None:
             self._recover()
         self.inbox: queue.Queue[tuple[list[Batch], float] | None] = queue.Queue()
@@ -195,12 +194,13 @@ class Delivery:
             w.start()
 
     @classmethod
-    def from_config(cls, event_cfg: dict, state_dir: str | Path | None = None) -> Delivery:
+    def from_config(cls, event_cfg: dict, state_dir: str | Path | None = None,
+                    tally: dict[str, dict[str, int]] | None = None) -> Delivery:
         """From the loaded `event` section (defaults filled, durations in seconds)."""
         delivery = event_cfg.get("delivery") or {}
         return cls(channels(event_cfg.get("notifiers") or {}, event_cfg.get("templates_dir")),
-                   state_dir, **{k: float(v) for k, v in delivery.items()
-                                 if k in ("retry_initial", "retry_max", "max_age")})
+                   state_dir, tally=tally, **{k: float(v) for k, v in delivery.items()
+                                              if k in ("retry_initial", "retry_max", "max_age")})
 
     def __call__(self, batches: list[Batch]) -> None:
         self.inbox.put((list(batches), time.time()))

@@ -29,6 +29,7 @@ class _Neighbor(Probe):
 
     def __init__(self, cfg: dict, emit, members):
         self.dynamic: dict[bytes, bytes] = {}  # address -> first MAC seen
+        self.since: dict[bytes, float] = {}  # address -> when it was learned
         super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
@@ -62,12 +63,30 @@ class _Neighbor(Probe):
                     self._report("UNKNOWN", ts, buf, addr, hw)
                     return
                 self.dynamic[addr] = hw
+                self.since[addr] = ts
                 self.good.add(pair)
                 self._report("NEW_DYNAMIC", ts, buf, addr, hw)
             elif learned == hw:
                 self.good.add(pair)
             else:
                 self._report("SPOOFED_DYNAMIC", ts, buf, addr, hw, [learned])
+
+    def learned(self) -> dict[str, dict]:
+        """The dynamic table for the state file: address -> {mac, since}."""
+        return {str(self.text(a)): {"mac": mac(hw), "since": self.since.get(a, 0.0)}
+                for a, hw in self.dynamic.items()}
+
+    def restore(self, table: dict[str, dict]) -> None:
+        """Take back a saved dynamic table (up to `max_dynamic`); what was learned since
+        start wins. Raises ValueError for an entry that is not an address and a MAC."""
+        for text, entry in table.items():
+            addr = self.text(text).packed
+            hw = bytes.fromhex(entry["mac"].replace(":", ""))
+            if len(hw) != 6:
+                raise ValueError(f"{text}: not a MAC address: {entry['mac']!r}")
+            if addr not in self.dynamic and len(self.dynamic) < self.max_dynamic:
+                self.dynamic[addr] = hw
+                self.since[addr] = float(entry["since"])
 
     def _report(self, what: str, ts, buf, addr, hw, expected=None) -> None:
         data = {self.key: str(self.text(addr)), "mac_addr": mac(hw)}

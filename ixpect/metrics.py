@@ -1,0 +1,130 @@
+"""Prometheus metrics (config `metrics.listen`), computed at scrape time from counters
+the daemon keeps anyway, so serving them adds no work per frame.
+
+The numbers come as one JSON-able snapshot: `capture_snapshot(monitor)` for frames,
+bytes, kernel drops and events, `notify_snapshot(delivery)` for the notifiers.
+`ixpect run` serves both from its own objects; in the split deployment capture sits
+in a namespace without addresses, so it sends its snapshot to notify over the relay
+every few seconds and notify serves both. The IX-F refresh (a separate oneshot) is
+read from the status file `ixpect ixf render` writes beside the config."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Snapshot = Callable[[], dict]
+
+
+def capture_snapshot(monitor) -> dict:
+    frames, octets = {}, {}
+    for cls, (n, size) in monitor.engine.traffic().items():
+        frames[cls], octets[cls] = n, size
+    return {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops}
+
+
+def notify_snapshot(tally: dict[str, dict[str, int]]) -> dict:
+    """Batching's delivery counters (see Delivery.tally)."""
+    return {what: dict(counts) for what, counts in tally.items()}
+
+
+def ixf_status_path(config_path: str | Path) -> Path:
+    """Where `ixpect ixf render -o CONFIG` records its last refresh: for
+    `ixpect.conf.yaml`, `ixpect.conf.status.json` (beside `ixpect.conf.members.json`).
+    Symlinks are followed: NixOS links /etc/ixpect/ixpect.conf.yaml to the rendered file."""
+    config_path = Path(config_path).resolve()
+    return config_path.with_name(f"{config_path.stem}.status.json")
+
+
+class Metrics:
+    """A prometheus_client collector over snapshots (None: that side has not reported)."""
+
+    def __init__(self, capture: Callable[[], dict | None], notify: Snapshot, config_path: str | Path):
+        self.capture = capture
+        self.notify = notify
+        self.ixf_status = ixf_status_path(config_path)
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        cap = self.capture()
+        if cap is not None:
+            yield _counter("ixpect_frames", "Frames seen, by EtherType class (innermost, after VLAN tags; "
+                           "802.3 is llc). Frames with a truncated Ethernet header count as IXPECT_BAD_PACKET "
+                           "events only.", "class", cap["frames"])
+            yield _counter("ixpect_bytes", "Bytes of the frames seen (as captured), by EtherType class.",
+                           "class", cap["bytes"])
+            yield _counter("ixpect_events", "Events raised by the probes, by event type.", "type", cap["events"])
+            if cap.get("kernel_drops") is not None:
+                yield _counter("ixpect_kernel_drops", "Frames the kernel dropped before IXpect could read "
+                               "them (PACKET_STATISTICS of the capture socket).", None, cap["kernel_drops"])
+            if "received" in cap:
+                yield GaugeMetricFamily("ixpect_capture_report_timestamp_seconds", "When notify last "
+                                        "received capture's counters (Unix time).", value=cap["received"])
+        note = self.notify()
+        yield _counter("ixpect_notifier_deliveries", "Messages a notifier channel delivered.", "channel",
+                       note["deliveries"])
+        yield _counter("ixpect_notifier_failures", "Failed delivery attempts of a notifier channel "
+                       "(each is retried).", "channel", note["failures"])
+        yield from self._ixf()
+
+    def _ixf(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            status = json.loads(self.ixf_status.read_bytes())
+            refreshed, entries = float(status["refreshed"]), dict(status["entries"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable IX-F status: %s", self.ixf_status, exc)
+            return
+        yield GaugeMetricFamily("ixpect_ixf_refresh_timestamp_seconds", "Last successful `ixpect ixf render` "
+                                "(Unix time), changed or not.", value=refreshed)
+        g = GaugeMetricFamily("ixpect_ixf_entries", "Entries of the last rendered IX-F export: members, "
+                              "IPv4 and IPv6 addresses.", labels=["kind"])
+        for kind, n in sorted(entries.items()):
+            g.add_metric([kind], float(n))
+        yield g
+
+
+def _counter(name: str, doc: str, label: str | None, values):
+    from prometheus_client.core import CounterMetricFamily
+
+    if label is None:
+        return CounterMetricFamily(name, doc, value=values)
+    c = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in sorted(values.items()):
+        c.add_metric([key], n)
+    return c
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT` (the schema has checked the form)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def serve(cfg: dict, config_path: str, capture: Callable[[], dict | None], tally: dict):
+    """Start the HTTP server thread if the config has `metrics`; returns the server (to
+    shutdown()) or None. Raises OSError when the address cannot be bound."""
+    if "metrics" not in cfg:
+        return None
+    # imported only here: 50 ms of start-up that a monitor without metrics need not pay
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    listen = cfg["metrics"]["listen"]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Metrics(capture, partial(notify_snapshot, tally), config_path))
+    host, port = parse_listen(listen)
+    try:
+        server, _ = start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        raise OSError(f"cannot serve metrics on {listen}: {exc.strerror or exc}") from None
+    log.info("metrics on http://%s/metrics", listen)
+    return server
