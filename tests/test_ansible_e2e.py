@@ -405,7 +405,7 @@ def test_settings_change_reloads_instead_of_restarting(lab):
         log = c.sh(f"journalctl --after-cursor '{cursor}' -u ixpect-capture -u ixpect-notify -o cat "
                    "--no-pager").stdout
         return log.count("configuration reloaded from") >= 2 and log.count("Reloaded ") >= 2
-    c.wait_until(reloaded, timeout=30, what="both daemons to reload")
+    wait_for(reloaded, timeout=30, what="both daemons to reload", interval=0.5)
     after = {d: c.sh(f"systemctl show --value -p MainPID -p NRestarts {d}").stdout.split() for d in daemons}
     assert after == before
     rendered = yaml.safe_load(c.sh("cat /etc/ixpect/ixpect.conf.yaml").stdout)
@@ -436,7 +436,7 @@ def test_another_namespace_takes_the_interface_along(lab):
     def more():
         lab.send(spoof)
         return len([b for b in lab.batches() if b["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC"]) > seen
-    c.wait_until(more, timeout=60, what="an event from the capture in the new namespace", interval=1)
+    wait_for(more, timeout=60, what="an event from the capture in the new namespace", interval=1)
     assert changed(lab.playbook("-e", "@/srv/test/move.json")) == 0
 
 
