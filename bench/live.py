@@ -169,10 +169,11 @@ class Daemon:
         return int(found[1]), int(found[2])
 
 
-def replay(link: Link, pcap: Path, rate: str) -> dict:
+def replay(link: Link, pcap: Path, rate: str, loops: int = 1) -> dict:
     """tcpreplay from the peer namespace; what it reports it achieved, and its CPU."""
     speed = ["--topspeed"] if rate == "top" else [f"--pps={rate}", "--pps-multi=100"]
-    proc = subprocess.Popen(["ip", "netns", "exec", link.peer_ns, "tcpreplay", "-i", link.peer_if, *speed, str(pcap)],
+    proc = subprocess.Popen(["ip", "netns", "exec", link.peer_ns, "tcpreplay", "-i", link.peer_if, *speed,
+                             f"--loop={loops}", "--preload-pcap", str(pcap)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
