@@ -19,7 +19,7 @@ import yaml
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from livenet import needs_root
+from livenet import needs_root, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from gen import write  # noqa: E402
@@ -55,7 +55,9 @@ def test_storm(tmp_path):
             assert sent["sent"] == FRAMES * LOOPS and sent["failed"] == 0
             daemon.sampler.idle()
             assert daemon.alive(), daemon.log.read_text()
-            reported = [e_end(e) for e in daemon.events("BUM_RATE_BROADCAST_EXCEEDED", STORM_MAC)]
+            storm = wait_for(lambda: daemon.events("BUM_RATE_BROADCAST_EXCEEDED", STORM_MAC),
+                             timeout=2 * WINDOW + 5, what="the storm's report")
+            reported = [e_end(e) for e in storm]
 
             os.kill(daemon.proc.pid, signal.SIGSTOP)
             try:
