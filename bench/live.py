@@ -173,7 +173,7 @@ def replay(link: Link, pcap: Path, rate: str, loops: int = 1) -> dict:
     """tcpreplay from the peer namespace; what it reports it achieved, and its CPU."""
     speed = ["--topspeed"] if rate == "top" else [f"--pps={rate}", "--pps-multi=100"]
     proc = subprocess.Popen(["ip", "netns", "exec", link.peer_ns, "tcpreplay", "-i", link.peer_if, *speed,
-                             f"--loop={loops}", "--preload-pcap", str(pcap)],
+                             *([f"--loop={loops}", "--preload-pcap"] if loops > 1 else []), str(pcap)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
