@@ -111,7 +111,7 @@ class Engine:
     def _arp(self, ts: float, buf: bytes, off: int, et: int) -> None:
         fields = decode.arp(buf, off)
         if fields is not None:
-            op, sha, spa, tha, tpa = fields
+            op, sha, spa, tha, tpa = fields  # once: a star-call per probe costs as much as the probe
             for h in self._arp_probes:
                 h(ts, buf, op, sha, spa, tha, tpa)
 
