@@ -56,15 +56,16 @@ def _pcap(data: mmap.mmap, path, order: str, scale: float) -> Iterator[tuple[flo
     linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
     if linktype != LINKTYPE_ETHERNET:
         raise PcapError(f"{path}: unsupported link-layer type {linktype} (only Ethernet, 1)")
-    record = struct.Struct(order + "IIII").unpack_from
+    record = struct.Struct(order + "III").unpack_from  # seconds, fraction, captured length
     off = 24
     while off + 16 <= n:
-        sec, frac, incl, _ = record(data, off)
+        sec, frac, incl = record(data, off)
         off += 16
-        if incl > _MAX_FRAME or off + incl > n:
+        end = off + incl
+        if incl > _MAX_FRAME or end > n:
             raise PcapError(f"{path}: truncated or corrupt record at offset {off - 16}")
-        yield sec + frac * scale, data[off:off + incl]
-        off += incl
+        yield sec + frac * scale, data[off:end]
+        off = end
     if off != n:
         raise PcapError(f"{path}: truncated record header at offset {off}")
 
