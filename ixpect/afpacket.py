@@ -11,11 +11,16 @@ The socket is only ever read: there is no TX ring and nothing here calls send().
 
 from __future__ import annotations
 
+import errno
+import logging
 import mmap
+import os
 import select
 import socket
 import struct
 from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
 
 SOL_PACKET = 263
 PACKET_RX_RING = 5
@@ -83,7 +88,9 @@ class AfPacketSource:
         off = self.block * self.block_size
         status, count, first = _BLOCK.unpack_from(self.ring, off + _BLOCK_OFF)
         if not status & TP_STATUS_USER:
-            self.poller.poll(int(timeout * 1000))
+            events = self.poller.poll(int(timeout * 1000))
+            if not events or events[0][1] & select.POLLERR:  # idle or flagged: still there?
+                self._check(bool(events))
             status, count, first = _BLOCK.unpack_from(self.ring, off + _BLOCK_OFF)
             if not status & TP_STATUS_USER:
                 return []
@@ -92,6 +99,19 @@ class AfPacketSource:
         self.block = (self.block + 1) % self.block_count
         self.received += count
         return chunk
+
+    def _check(self, flagged: bool) -> None:
+        """Called when the ring stayed empty or the kernel flagged the socket. A link
+        that went down (ENETDOWN) delivers again by itself once it is up: reading
+        SO_ERROR clears the flag, so poll() blocks again instead of spinning. A device
+        that is gone leaves the socket unbound for good: that is fatal, for systemd
+        to restart the capture once the namespace has an interface again."""
+        if flagged:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            log.warning("%s: %s; waiting for the link to come back", self.describe(),
+                        os.strerror(err) if err else "socket error")
+        if self.sock.getsockname()[0] != self.interface:
+            raise OSError(errno.ENODEV, f"capture interface {self.interface} is gone")
 
     def _frames(self, p: int, count: int) -> Iterator[tuple[float, bytes]]:
         ring, unpack = self.ring, _PKT.unpack_from

@@ -289,16 +289,20 @@ def _start_live(args):
 
 def _serve_live(monitor: Monitor, source, after_chunk=None) -> int:
     monitor.install_signals()
+    status = EXIT_OK
     try:
         live(monitor, source, after_chunk)
     except (Stop, KeyboardInterrupt):
         log.info("stopping: flushing pending events")
+    except OSError as exc:
+        log.error("capture failed: %s", exc)
+        status = EXIT_CONFIG
     finally:
         monitor.close()
         log.info("%d frames processed; %s; %d dropped by the kernel",
                  monitor.engine.frames, source.describe(), source.drops())
         source.close()
-    return EXIT_OK
+    return status
 
 
 def capture(args) -> int:

@@ -32,8 +32,9 @@ def arp_from(i: int) -> Ether:
 
 
 def delivered(log: Path) -> list[dict]:
-    """The batches the json log notifier printed, in order."""
-    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    """The batches the json log notifier printed, in order (complete lines only: the
+    log may be read while a line is being written)."""
+    return [json.loads(line) for line in log.read_text().split("\n")[:-1] if line.startswith("{")]
 
 
 @pytest.fixture
