@@ -1,4 +1,5 @@
-"""`ixpect run`: frames in, probes, batches out to the notifiers, in one process."""
+"""Where the processes are assembled: `ixpect run` (capture, probes and notifiers in
+one process), `ixpect capture` and `ixpect notify` (the split deployment)."""
 
 from __future__ import annotations
 
