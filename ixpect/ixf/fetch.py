@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -17,6 +16,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import requests
 
 from ixpect import __version__
+from ixpect.atomic import write_atomic
 from ixpect.ixf import IxfError
 
 _SECRET = re.compile(r"key|token|secret|pass|auth", re.I)
@@ -146,6 +146,4 @@ class _Cache:
         self.meta_path.unlink(missing_ok=True)  # never pair new validators with an old body
         for path, data in ((self.body_path, body),
                            (self.meta_path, json.dumps({"url": self.url, **self.pending}).encode())):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomic(path, data)
