@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test demo bench clean
 
-$(BIN)/ixpect: pyproject.toml
+$(BIN)/ixpect: pyproject.toml ixpect/_frames.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -28,4 +28,4 @@ bench: $(BIN)/ixpect
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info bench/out
+	rm -rf $(VENV) build *.egg-info bench/out ixpect/*.so

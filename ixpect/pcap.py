@@ -1,9 +1,10 @@
 """pcap and pcapng file source: (timestamp, frame) pairs with the file's own time.
 
-The file is memory-mapped and walked with precompiled structs; each frame is one
-bytes slice. Only Ethernet (LINKTYPE_ETHERNET) frames are yielded; pcapng packets of
-other interfaces are skipped and counted. A damaged file raises PcapError after the
-frames before the damage have been yielded.
+The file is memory-mapped; classic pcap records are walked in C (ixpect._frames),
+pcapng blocks with precompiled structs; each frame is one bytes object. Only
+Ethernet (LINKTYPE_ETHERNET) frames are yielded; pcapng packets of other interfaces
+are skipped and counted. A damaged file raises PcapError after the frames before
+the damage have been yielded.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from ixpect._frames import Records
+
 log = logging.getLogger(__name__)
 
 LINKTYPE_ETHERNET = 1
-_MAX_FRAME = 262144
 
 _PCAP_MAGIC = {  # magic as read little-endian -> (byte order, fraction of a second)
     0xA1B2C3D4: ("<", 1e-6), 0xD4C3B2A1: (">", 1e-6),
@@ -32,45 +34,39 @@ class PcapError(Exception):
 
 
 def frames(path: str | Path) -> Iterator[tuple[float, bytes]]:
+    """The file's frames; a file that is no capture at all raises PcapError here."""
     with open(path, "rb") as f:
         try:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file
             raise PcapError(f"{path}: empty file") from None
-    with data:
-        if len(data) < 4:
-            raise PcapError(f"{path}: too short for a capture file")
-        magic = struct.unpack_from("<I", data)[0]
-        if magic == _PCAPNG_SHB:
-            yield from _pcapng(data, path)
-        elif magic in _PCAP_MAGIC:
-            yield from _pcap(data, path, *_PCAP_MAGIC[magic])
-        else:
-            raise PcapError(f"{path}: not a pcap or pcapng file (magic 0x{magic:08x})")
+    if len(data) < 4:
+        raise PcapError(f"{path}: too short for a capture file")
+    magic = struct.unpack_from("<I", data)[0]
+    if magic == _PCAPNG_SHB:
+        return _pcapng(data, path)
+    if magic in _PCAP_MAGIC:
+        return _pcap(data, path, *_PCAP_MAGIC[magic])
+    raise PcapError(f"{path}: not a pcap or pcapng file (magic 0x{magic:08x})")
 
 
 def _pcap(data: mmap.mmap, path, order: str, scale: float) -> Iterator[tuple[float, bytes]]:
-    n = len(data)
-    if n < 24:
+    """Classic pcap: one record header per frame, walked in C (the common case of a
+    long replay); the map is unmapped when the walk is done with it."""
+    if len(data) < 24:
         raise PcapError(f"{path}: truncated pcap file header")
     linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
     if linktype != LINKTYPE_ETHERNET:
         raise PcapError(f"{path}: unsupported link-layer type {linktype} (only Ethernet, 1)")
-    record = struct.Struct(order + "III").unpack_from  # seconds, fraction, captured length
-    off = 24
-    while off + 16 <= n:
-        sec, frac, incl = record(data, off)
-        off += 16
-        end = off + incl
-        if incl > _MAX_FRAME or end > n:
-            raise PcapError(f"{path}: truncated or corrupt record at offset {off - 16}")
-        yield sec + frac * scale, data[off:end]
-        off = end
-    if off != n:
-        raise PcapError(f"{path}: truncated record header at offset {off}")
+    return Records(data, 24, order == ">", scale, str(path), PcapError)
 
 
 def _pcapng(data: mmap.mmap, path) -> Iterator[tuple[float, bytes]]:
+    with data:
+        yield from _blocks(data, path)
+
+
+def _blocks(data: mmap.mmap, path) -> Iterator[tuple[float, bytes]]:
     n = len(data)
     off = 0
     order = "<"
