@@ -4,6 +4,13 @@ Dispatch is a table from EtherType to the handlers of that type, built once per
 configuration, so a frame costs one dict lookup plus the work of its own probes.
 Frames and bytes are counted per EtherType class (one more lookup, two additions)
 for the metrics.
+
+Most of a peering LAN's broadcast is the same few hundred ARP requests over and
+over. Where every probe a frame reaches declares which bytes decide its verdict
+(Probe.decided_by), a frame they all let pass puts those bytes into a sieve, and
+later frames alike in them are counted and dropped in C before any Python runs
+(ixpect._frames.Sieve): the steady state of an ARP-only monitor costs a hash
+lookup per frame.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import logging
 from collections.abc import Callable, Iterable
 
 from ixpect import decode
-from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, LLC, Malformed
+from ixpect._frames import Sieve
+from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, LLC, VLAN_TPIDS, Malformed
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
 from ixpect.probes import HANDLERS, Probe, probe_class
@@ -23,6 +31,11 @@ Sink = Callable[[Event], None]
 
 #: EtherType -> class in the metrics; everything else is "other"
 CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
+#: decoded EtherTypes the sieve may take: the probes' handler kind, and the length and
+#: bytes the decoder reads to tell whether they get the frame (Ethernet/IPv4 ARP)
+_SIEVED_DECODERS = {ETH_ARP: ("arp", 42, ((14, 20),))}
+#: fingerprints the sieve keeps per EtherType; a flood of new ones restarts it
+SIEVE_LIMIT = 1 << 16
 
 
 class Engine:
@@ -34,10 +47,12 @@ class Engine:
         self.members = members or MemberTable()
         self.timers = timers
         self.probes: dict[str, Probe] = {}
-        self.frames = 0
         self.now = 0.0
+        self._frames = 0  # frames the Python loop saw; the sieve counts its own
         self._traffic = {et: [0, 0] for et in CLASSES}  # frames, bytes
         self._other_traffic = [0, 0]
+        self._sieve: Sieve | None = None
+        self._spoke = False  # an event was raised since the last frame the sieve could learn
         self.configure(probes_cfg)
 
     def configure(self, probes_cfg: dict, members: MemberTable | None = None) -> None:
@@ -71,6 +86,7 @@ class Engine:
             for et in h.__self__.ether_types:
                 table[et] = table.get(et, ()) + (h,)
         self._default: tuple = ()
+        allowed = None
         if by_kind["other"]:
             self._default = tuple(self._other(h) for h in by_kind["other"])
             allowed = frozenset().union(*(p.allowed for p in self.probes.values() if hasattr(p, "other")))
@@ -79,7 +95,56 @@ class Engine:
                 table.setdefault(et, ())
         self._table = table
         self._timers = (*self.probes.values(), *self.timers)
-        self.deadline = min(t.deadline for t in self._timers) if self._timers else float("inf")
+        self._build_sieve(table, {et for et, _, wanted in decoders if wanted} - _SIEVED_DECODERS.keys(), allowed)
+        self._set_deadline(min(t.deadline for t in self._timers) if self._timers else float("inf"))
+
+    def _build_sieve(self, table: dict, decoded: set, allowed: frozenset | None) -> None:
+        """A sieve for the EtherTypes whose every probe declares what decides its verdict
+        (and whose decoder, if any, the sieve knows); each such EtherType's handlers end
+        with one that teaches the sieve the frames they all let pass."""
+        self._fold_sieve()
+        spec = {}
+        for et, handlers in table.items():
+            if et < 0x0600 or et in VLAN_TPIDS or et in decoded:
+                continue
+            kind, length, reads = _SIEVED_DECODERS.get(et, ("", 14, ()))
+            reached = [p for p in self.probes.values()
+                       if hasattr(p, "frame") or (kind and hasattr(p, kind))
+                       or (hasattr(p, "ether") and et in p.ether_types)
+                       or (allowed is not None and et not in allowed and hasattr(p, "other"))]
+            if any(p.decided_by is None for p in reached):
+                continue
+            ranges = _merged((*reads, *(r for p in reached for r in p.decided_by)))
+            spec[et] = (max((length, *(b for _, b in ranges))), ranges, set())
+            table[et] = handlers + (self._learner(*spec[et]),)
+        self._sieve = Sieve(spec) if spec else None
+
+    def _learner(self, min_len: int, ranges: tuple, quiet: set):
+        def learn(ts, buf, off, et):
+            if self._spoke:
+                self._spoke = False
+            elif off == 14 and len(buf) >= min_len:  # the sieve reads untagged frames only
+                if len(quiet) >= SIEVE_LIMIT:
+                    quiet.clear()
+                quiet.add(b"".join([buf[a:b] for a, b in ranges]))
+        return learn
+
+    def _fold_sieve(self) -> None:
+        """Take over the counts of the sieve about to be replaced."""
+        for et, (n, size) in self._sifted().items():
+            c = self._traffic.get(et, self._other_traffic)
+            c[0] += n
+            c[1] += size
+            self._frames += n
+        self._sieve = None
+
+    def _sifted(self) -> dict[int, tuple[int, int]]:
+        return self._sieve.counts() if self._sieve is not None else {}
+
+    def _set_deadline(self, deadline: float) -> None:
+        self.deadline = deadline
+        if self._sieve is not None:  # frames from then on must reach tick()
+            self._sieve.deadline = deadline
 
     @staticmethod
     def _other(handler):
@@ -90,10 +155,11 @@ class Engine:
         every, get, default = self._every, self._table.get, self._default
         count, other = self._traffic.get, self._other_traffic
         ethernet, tagged = decode.ethernet, decode.VLAN_TPIDS
+        sieve = self._sieve
         n = 0
         ts = self.now
         try:
-            for ts, buf in frames:
+            for ts, buf in sieve.over(frames) if sieve is not None else frames:
                 n += 1
                 if ts >= self.deadline:
                     self.tick(ts)
@@ -117,13 +183,21 @@ class Engine:
                     log.exception("error processing frame %d; frame skipped", self.frames + n)
                     self.bad_packet(ts, buf, "internal error while processing the frame")
         finally:  # also when the source fails half-way
-            self.frames += n
-            self.now = ts
+            self._frames += n
+            self.now = max(ts, sieve.last) if sieve is not None else ts
+
+    @property
+    def frames(self) -> int:
+        """Frames seen, sieved ones included."""
+        return self._frames + sum(n for n, _ in self._sifted().values())
 
     def traffic(self) -> dict[str, tuple[int, int]]:
-        """(frames, bytes) by EtherType class."""
-        out = {CLASSES[et]: (n, size) for et, (n, size) in self._traffic.items()}
+        """(frames, bytes) by EtherType class, sieved frames included."""
+        out = {CLASSES[et]: tuple(c) for et, c in self._traffic.items()}
         out["other"] = tuple(self._other_traffic)
+        for et, (n, size) in self._sifted().items():
+            cls = CLASSES.get(et, "other")
+            out[cls] = (out[cls][0] + n, out[cls][1] + size)
         return out
 
     def _arp(self, ts: float, buf: bytes, off: int, et: int) -> None:
@@ -162,18 +236,30 @@ class Engine:
         self.emit("IXPECT_BAD_PACKET", ts, data, buf)
 
     def emit(self, type_: str, ts: float, data: dict, frame: bytes | None) -> None:
+        self._spoke = True
         self.sink(Event(type_, ts, data, frame, self.members.lookup(data)))
         for t in self.timers:  # an event may open a collection window
             if t.deadline < self.deadline:
-                self.deadline = t.deadline
+                self._set_deadline(t.deadline)
 
     def tick(self, now: float) -> None:
         for t in self._timers:
             if now >= t.deadline:
                 t.tick(now)
-        self.deadline = min(t.deadline for t in self._timers) if self._timers else float("inf")
+        self._set_deadline(min(t.deadline for t in self._timers) if self._timers else float("inf"))
 
     def flush(self) -> None:
         """End of input: probes report their windows in progress (at the last frame's time)."""
         for p in self.probes.values():
             p.flush(self.now)
+
+
+def _merged(ranges) -> tuple[tuple[int, int], ...]:
+    """Byte ranges sorted, overlapping and adjacent ones joined."""
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return tuple((a, b) for a, b in out)

@@ -49,6 +49,13 @@ HANDLERS = ("frame", "ether", "arp", "ipv4", "ip6", "nd", "llc", "other")
 
 class Probe:
     deadline = float("inf")
+    #: The byte ranges of an untagged frame that alone decide whether this probe
+    #: raises an event for it, for good: once a frame passed silently, every frame
+    #: alike in these bytes (and EtherType) passes silently until the probe is
+    #: reconfigured. The engine then drops such frames before any Python code runs
+    #: (ixpect._frames.Sieve). None, the default: the probe counts or times frames,
+    #: so every frame matters.
+    decided_by: tuple[tuple[int, int], ...] | None = None
 
     def __init__(self, cfg: dict, emit: Emit, members: MemberTable):
         self.emit = emit

@@ -14,6 +14,8 @@ _ANY6 = bytes(16)
 
 
 class ArpBogon(Probe):
+    decided_by = ((28, 32), (38, 42))  # sender and target address
+
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
         self.inside = self.prefixes.inside

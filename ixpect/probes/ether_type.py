@@ -6,6 +6,8 @@ from ixpect.probes import Probe
 
 
 class EtherType(Probe):
+    decided_by = ()  # the EtherType alone
+
     def configure(self, cfg: dict) -> None:
         self.allowed = frozenset(int(t, 16) if isinstance(t, str) else t for t in cfg["allowed_ether_types"])
 

@@ -46,6 +46,7 @@ PROTOCOLS = sorted({*ETHER_TYPES.values(), *SLOW_SUBTYPES.values(), "slow-protoc
 
 class L2Protocol(Probe):
     ether_types = frozenset((*ETHER_TYPES, SLOW_PROTOCOLS))
+    decided_by = ((14, 15),)  # the EtherType and the slow-protocols subtype
 
     def configure(self, cfg: dict) -> None:
         self.ignore = frozenset(cfg.get("ignore", ()))

@@ -106,6 +106,8 @@ class ArpNeighbor(_Neighbor):
     def configure(self, cfg: dict) -> None:
         super().configure(cfg)
         self.sender_mismatch = cfg.get("sender_mismatch", True)
+        # the sender pair, once good, stays good; the Ethernet source if compared with it
+        self.decided_by = ((6, 12), (22, 32)) if self.sender_mismatch else ((22, 32),)
 
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
         if self.sender_mismatch and sha != buf[6:12]:
