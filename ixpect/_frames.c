@@ -1,11 +1,16 @@
-/* The two loops of the per-frame path that run once per frame before any probe
- * does: walking the records of a pcap file, and the sieve that drops frames the
- * probes have already judged.
+/* The loops of the per-frame path that run once per frame before any probe does:
+ * walking the records of a pcap file or the frames of a capture ring block, and
+ * the sieve that drops frames the probes have already judged.
  *
  * Records(data, offset, big_endian, scale, name, error)
  *     Iterator of (timestamp, frame bytes) over the classic pcap records of `data`
  *     (a buffer: the mapped file) from `offset`, the file header already checked
  *     by ixpect.pcap. A damaged record raises `error` after the frames before it.
+ *
+ * tpacket_v3(ring, offset, count)
+ *     The (timestamp, frame bytes) of the `count` frames of a TPACKET_V3 ring block
+ *     (the memory-mapped ring, the block's first frame at `offset`), as a list. A
+ *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
  *
  * Sieve(spec)
  *     spec: {EtherType: (min_len, ((start, end), ...), quiet_set)}. over(frames)
@@ -126,6 +131,93 @@ static PyTypeObject RecordsType = {
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)records_next,
 };
+
+/* -- TPACKET_V3 blocks ---------------------------------------------------------- */
+
+/* struct tpacket3_hdr (linux/if_packet.h), host byte order */
+#define TP_NEXT 0
+#define TP_SEC 4
+#define TP_NSEC 8
+#define TP_SNAPLEN 12
+#define TP_STATUS 20
+#define TP_MAC 24
+#define TP_VLAN_TCI 32
+#define TP_VLAN_TPID 36
+#define TP_HEADER 40
+#define TP_STATUS_VLAN_VALID 0x10
+#define TP_STATUS_VLAN_TPID_VALID 0x40
+
+static inline uint32_t host32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint16_t host16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static PyObject *tpacket_frame(const unsigned char *h, const unsigned char *end)
+{
+    uint32_t snaplen = host32(h + TP_SNAPLEN), status = host32(h + TP_STATUS);
+    const unsigned char *frame = h + host16(h + TP_MAC);
+    if (frame + snaplen > end || snaplen > MAX_FRAME) {
+        PyErr_SetString(PyExc_ValueError, "TPACKET_V3 frame beyond its block");
+        return NULL;
+    }
+    PyObject *bytes;
+    if (status & TP_STATUS_VLAN_VALID && snaplen >= 12) {
+        unsigned tpid = status & TP_STATUS_VLAN_TPID_VALID ? host16(h + TP_VLAN_TPID) : 0x8100;
+        unsigned tci = host32(h + TP_VLAN_TCI) & 0xFFFF;
+        bytes = PyBytes_FromStringAndSize(NULL, snaplen + 4);
+        if (!bytes)
+            return NULL;
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
+        memcpy(out, frame, 12);
+        out[12] = tpid >> 8, out[13] = tpid & 0xFF, out[14] = tci >> 8, out[15] = tci & 0xFF;
+        memcpy(out + 16, frame + 12, snaplen - 12);
+    } else {
+        bytes = PyBytes_FromStringAndSize((const char *)frame, snaplen);
+    }
+    PyObject *ts = bytes ? PyFloat_FromDouble((double)host32(h + TP_SEC) + (double)host32(h + TP_NSEC) * 1e-9) : NULL;
+    if (!ts) {
+        Py_XDECREF(bytes);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, ts, bytes);
+    Py_DECREF(ts);
+    Py_DECREF(bytes);
+    return pair;
+}
+
+static PyObject *tpacket_v3(PyObject *module, PyObject *args)
+{
+    Py_buffer ring;
+    Py_ssize_t off, count;
+    if (!PyArg_ParseTuple(args, "y*nn", &ring, &off, &count))
+        return NULL;
+    const unsigned char *base = ring.buf, *end = base + ring.len;
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out && i < count; i++) {
+        if (off < 0 || off + TP_HEADER > ring.len) {
+            PyErr_SetString(PyExc_ValueError, "TPACKET_V3 header beyond the ring");
+            Py_CLEAR(out);
+            break;
+        }
+        const unsigned char *h = base + off;
+        PyObject *pair = tpacket_frame(h, end);
+        if (!pair || PyList_Append(out, pair) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(pair);
+        off += host32(h + TP_NEXT);
+    }
+    PyBuffer_Release(&ring);
+    return out;
+}
 
 /* -- Sieve -------------------------------------------------------------------- */
 
@@ -333,8 +425,14 @@ static PyTypeObject SieveType = {
     .tp_members = sieve_members,
 };
 
+static PyMethodDef module_methods[] = {
+    {"tpacket_v3", tpacket_v3, METH_VARARGS, "[(timestamp, frame)] of a TPACKET_V3 block: (ring, offset, count)."},
+    {NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "ixpect._frames", "Per-frame loops in C: pcap records and the sieve.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "ixpect._frames", "Per-frame loops in C: pcap records, ring blocks, the sieve.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__frames(void)

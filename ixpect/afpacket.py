@@ -1,9 +1,10 @@
 """Live frames from an interface: an AF_PACKET socket with a TPACKET_V3 receive ring.
 
-The kernel fills memory-mapped blocks of frames; we walk a whole block, hand its
-frames on as one chunk and give the block back: no system call per frame. Kernel
-timestamps (tp_sec/tp_nsec) are the frames' time. A VLAN tag the NIC stripped is put
-back, so that the probes see the frame as it was on the wire. Frames the kernel had
+The kernel fills memory-mapped blocks of frames; we walk a whole block (in C,
+ixpect._frames.tpacket_v3), hand its frames on as one chunk and give the block back:
+no system call per frame. Kernel timestamps (tp_sec/tp_nsec) are the frames' time. A
+VLAN tag the NIC stripped is put back, so that the probes see the frame as it was on
+the wire. Frames the kernel had
 to drop because the ring was full are counted by PACKET_STATISTICS.
 
 The socket is only ever read: there is no TX ring and nothing here calls send().
@@ -18,7 +19,8 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Iterator
+
+from ixpect._frames import tpacket_v3
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,10 @@ ETH_P_ALL = 0x0003
 
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
-TP_STATUS_VLAN_VALID = 0x10
-TP_STATUS_VLAN_TPID_VALID = 0x40
 
 _REQ3 = struct.Struct("=7I")  # struct tpacket_req3
 _BLOCK = struct.Struct("=III")  # tpacket_hdr_v1: block_status, num_pkts, offset_to_first_pkt
 _BLOCK_OFF = 8  # after tpacket_block_desc.version and .offset_to_priv
-_PKT = struct.Struct("=IIIIIIHHIIH")  # tpacket3_hdr up to hv1.tp_vlan_tpid
 _STATUS = struct.Struct("=I")
 _STATS = struct.Struct("=III")  # struct tpacket_stats_v3
 
@@ -94,7 +93,7 @@ class AfPacketSource:
             status, count, first = _BLOCK.unpack_from(self.ring, off + _BLOCK_OFF)
             if not status & TP_STATUS_USER:
                 return []
-        chunk = list(self._frames(off + first, count))
+        chunk = tpacket_v3(self.ring, off + first, count)
         _STATUS.pack_into(self.ring, off + _BLOCK_OFF, TP_STATUS_KERNEL)  # give it back
         self.block = (self.block + 1) % self.block_count
         self.received += count
@@ -112,17 +111,6 @@ class AfPacketSource:
                         os.strerror(err) if err else "socket error")
         if self.sock.getsockname()[0] != self.interface:
             raise OSError(errno.ENODEV, f"capture interface {self.interface} is gone")
-
-    def _frames(self, p: int, count: int) -> Iterator[tuple[float, bytes]]:
-        ring, unpack = self.ring, _PKT.unpack_from
-        for _ in range(count):
-            nxt, sec, nsec, snaplen, _len, status, mac, _net, _hash, tci, tpid = unpack(ring, p)
-            frame = ring[p + mac:p + mac + snaplen]
-            if status & TP_STATUS_VLAN_VALID:
-                tag = struct.pack("!HH", tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100, tci)
-                frame = frame[:12] + tag + frame[12:]
-            yield sec + nsec * 1e-9, frame
-            p += nxt
 
     def drops(self) -> int:
         """Frames the kernel dropped (ring full) since the socket was opened."""

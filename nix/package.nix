@@ -41,6 +41,7 @@ python3Packages.buildPythonApplication {
   pythonImportsCheck = [
     "ixpect"
     "ixpect.cli"
+    "ixpect._frames" # the C extension was built
   ];
 
   meta = {

@@ -1,6 +1,7 @@
 """The AF_PACKET ring when its interface goes away: a link flap is waited out, a
 vanished device ends the capture (for systemd to restart) instead of spinning."""
 
+import socket
 import subprocess
 import time
 import uuid
@@ -20,14 +21,14 @@ def veth_ns():
         subprocess.run(["ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", a, "up"], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", b, "up"], check=True)
-        yield ns, a
+        yield ns, a, b
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 @needs_root
 def test_link_down_is_waited_out_and_a_vanished_device_is_fatal(veth_ns, caplog):
-    ns, ifname = veth_ns
+    ns, ifname, _ = veth_ns
     source = AfPacketSource(ifname, ns)
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", ifname, "down"], check=True)
@@ -41,3 +42,34 @@ def test_link_down_is_waited_out_and_a_vanished_device_is_fatal(veth_ns, caplog)
                 source.read(0.3)
     finally:
         source.close()
+
+
+@needs_root
+def test_frames_arrive_as_sent_with_their_vlan_tags(veth_ns):
+    """The kernel strips a received VLAN tag into the ring's frame header; the source
+    puts it back (802.1Q and 802.1ad alike), so that probes see the wire's bytes."""
+    from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+
+    from ixpect.netns import inside
+
+    ns, ifname, peer = veth_ns
+    eth = Ether(src="02:00:00:00:00:0a", dst="ff:ff:ff:ff:ff:ff")
+    sent = [bytes(eth / ARP(psrc="192.0.2.1")), bytes(eth / Dot1Q(vlan=42, prio=5) / ARP(psrc="192.0.2.2")),
+            bytes(eth / Dot1AD(vlan=7) / Dot1Q(vlan=42) / ARP(psrc="192.0.2.3"))]
+    source = AfPacketSource(ifname, ns, retire_ms=10)
+    try:
+        with inside(ns):
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        with tx:
+            tx.bind((peer, 0))
+            before = time.time()
+            for frame in sent:
+                tx.send(frame)
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            got += source.read(0.2)
+    finally:
+        source.close()
+    assert [frame for _, frame in got] == sent
+    assert all(before - 1 < ts < time.time() + 1 for ts, _ in got)
