@@ -2,10 +2,12 @@
  * walking the records of a pcap file or the frames of a capture ring block, and
  * the sieve that drops frames the probes have already judged.
  *
- * Records(data, offset, big_endian, scale, name, error)
+ * Records(data, offset, big_endian, scale, name, error, release)
  *     Iterator of (timestamp, frame bytes) over the classic pcap records of `data`
  *     (a buffer: the mapped file) from `offset`, the file header already checked
  *     by ixpect.pcap. A damaged record raises `error` after the frames before it.
+ *     With `release` (data must then be a read-only file mapping) the pages walked
+ *     are given back as it goes, so that a replay's RSS does not grow with the file.
  *
  * tpacket_v3(ring, offset, count)
  *     The (timestamp, frame bytes) of the `count` frames of a TPACKET_V3 ring block
@@ -26,8 +28,11 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_FRAME 262144
+#define RELEASE_STEP (8 << 20)
 #define MAX_KEY 256
 #define MAX_RANGES 16
 #define MAX_TYPES 16
@@ -38,8 +43,8 @@ typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int held;
-    Py_ssize_t off;
-    int big;
+    Py_ssize_t off, released;
+    int big, release;
     double scale;
     PyObject *name;
     PyObject *error;
@@ -62,12 +67,16 @@ static void records_release(Records *self)
 static int records_init(Records *self, PyObject *args, PyObject *kwds)
 {
     PyObject *data, *name, *error;
-    if (!PyArg_ParseTuple(args, "OnpdUO", &data, &self->off, &self->big, &self->scale, &name, &error))
+    if (!PyArg_ParseTuple(args, "OnpdUOp", &data, &self->off, &self->big, &self->scale, &name, &error,
+                          &self->release))
         return -1;
     records_release(self);
     if (PyObject_GetBuffer(data, &self->view, PyBUF_SIMPLE) < 0)
         return -1;
     self->held = 1;
+    self->released = 0;
+    if ((uintptr_t)self->view.buf % sysconf(_SC_PAGESIZE))
+        self->release = 0;  /* not a mapping's start */
     Py_XSETREF(self->name, Py_NewRef(name));
     Py_XSETREF(self->error, Py_NewRef(error));
     return 0;
@@ -93,6 +102,11 @@ static PyObject *records_next(Records *self)
         return NULL;
     }
     self->off = off + 16 + incl;
+    if (self->release && off - self->released >= RELEASE_STEP) {
+        Py_ssize_t upto = off - off % sysconf(_SC_PAGESIZE);
+        madvise((char *)self->view.buf + self->released, upto - self->released, MADV_DONTNEED);
+        self->released = upto;
+    }
     PyObject *ts = PyFloat_FromDouble((double)sec + (double)frac * self->scale);
     PyObject *frame = PyBytes_FromStringAndSize((const char *)data + off + 16, incl);
     if (!ts || !frame) {

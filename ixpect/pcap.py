@@ -52,13 +52,14 @@ def frames(path: str | Path) -> Iterator[tuple[float, bytes]]:
 
 def _pcap(data: mmap.mmap, path, order: str, scale: float) -> Iterator[tuple[float, bytes]]:
     """Classic pcap: one record header per frame, walked in C (the common case of a
-    long replay); the map is unmapped when the walk is done with it."""
+    long replay), which gives back the pages it has walked; the map is unmapped when
+    the walk is done with it."""
     if len(data) < 24:
         raise PcapError(f"{path}: truncated pcap file header")
     linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
     if linktype != LINKTYPE_ETHERNET:
         raise PcapError(f"{path}: unsupported link-layer type {linktype} (only Ethernet, 1)")
-    return Records(data, 24, order == ">", scale, str(path), PcapError)
+    return Records(data, 24, order == ">", scale, str(path), PcapError, True)
 
 
 def _pcapng(data: mmap.mmap, path) -> Iterator[tuple[float, bytes]]:

@@ -72,3 +72,27 @@ def test_bad_files_raise_clear_errors(tmp_path, content, message):
     p.write_bytes(content)
     with pytest.raises(PcapError, match=message):
         list(frames(p))
+
+
+def _rss_file_kib() -> int:
+    """Resident pages of mapped files in this process (/proc/self/status RssFile)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
+
+
+def test_a_long_replay_gives_back_the_pages_it_walked(tmp_path):
+    """Replaying a large capture must not keep the whole file resident."""
+    frame = F1.ljust(1000, b"\0")
+    record = struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame
+    p = tmp_path / "long.pcap"
+    with open(p, "wb") as f:
+        f.write(classic("<", False, records=()))
+        f.write(record * 64_000)  # 64 MB
+    it = frames(p)
+    before = _rss_file_kib()
+    peak = 0
+    for n, (_, got) in enumerate(it, 1):
+        if n % 4000 == 0:
+            peak = max(peak, _rss_file_kib() - before)
+    assert n == 64_000 and got == frame
+    assert peak < 24 * 1024, f"{peak} KiB of the 64 MB file stayed resident"
