@@ -14,15 +14,19 @@
  *     (the memory-mapped ring, the block's first frame at `offset`), as a list. A
  *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
  *
- * Sieve(spec)
- *     spec: {EtherType: (min_len, ((start, end), ...), quiet_set)}. over(frames)
- *     iterates the (timestamp, frame) pairs of `frames` but swallows each untagged
- *     frame of a listed EtherType, at least min_len long, whose bytes in the ranges
- *     (concatenated in order) are in quiet_set: the engine put them there after
- *     every probe let such a frame pass silently, and the probes declared that
- *     these bytes decide their verdict (ixpect.engine). A frame at or after
- *     `deadline` always goes through, so that timers run. Swallowed frames are
- *     counted per EtherType (counts()); `last` is the latest time of one.
+ * Sieve(spec, limit)
+ *     spec: {EtherType: (min_len, ((start, end), ...))}. A frame's fingerprint is
+ *     its bytes in the ranges, concatenated; only untagged frames of a listed
+ *     EtherType at least min_len long have one. teach(frame) remembers the frame's
+ *     fingerprint: the engine calls it for a frame every probe let pass silently,
+ *     the probes having declared that these bytes decide their verdict
+ *     (ixpect.engine). over(frames) iterates the (timestamp, frame) pairs of
+ *     `frames` but swallows each frame whose fingerprint it remembers, except at or
+ *     after `deadline`, so that timers run. Swallowed frames are counted per
+ *     EtherType (counts()); `last` is the latest time of one. At most `limit`
+ *     fingerprints are kept per EtherType: when they fill up the sieve starts over,
+ *     unless they saved fewer frames than there are of them; then it gives the
+ *     EtherType up (teach() returns False) and lets all of it through.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -236,18 +240,19 @@ static PyObject *tpacket_v3(PyObject *module, PyObject *args)
 /* -- Sieve -------------------------------------------------------------------- */
 
 typedef struct {
-    int ether_type;
-    Py_ssize_t min_len;
-    int nranges;
+    int ether_type, nranges, forgotten;
+    Py_ssize_t min_len, key_len;
     Py_ssize_t ranges[MAX_RANGES][2];
-    PyObject *quiet;
-    unsigned long long frames, bytes;
+    PyObject *quiet;                     /* set of fingerprints */
+    unsigned long long frames, bytes;    /* swallowed */
+    unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
 } Rule;
 
 typedef struct {
     PyObject_HEAD
     Rule rules[MAX_TYPES];
     int nrules;
+    Py_ssize_t limit;
     PyObject *source;
     double deadline, last;
 } Sieve;
@@ -256,18 +261,21 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
 {
     PyObject *ranges;
     rule->ether_type = (int)PyLong_AsLong(et);
-    if (!PyArg_ParseTuple(value, "nO!O!", &rule->min_len, &PyTuple_Type, &ranges, &PySet_Type, &rule->quiet))
+    if (rule->ether_type == -1 && PyErr_Occurred())
         return -1;
-    Py_ssize_t nr = PyTuple_GET_SIZE(ranges), key = 0;
+    if (!PyArg_ParseTuple(value, "nO!", &rule->min_len, &PyTuple_Type, &ranges))
+        return -1;
+    Py_ssize_t nr = PyTuple_GET_SIZE(ranges);
     if (nr > MAX_RANGES) {
         PyErr_SetString(PyExc_ValueError, "too many ranges");
         return -1;
     }
+    rule->key_len = 0;
     for (Py_ssize_t i = 0; i < nr; i++) {
         Py_ssize_t a, b;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn", &a, &b))
             return -1;
-        if (a < 0 || b < a || b > rule->min_len || (key += b - a) > MAX_KEY) {
+        if (a < 0 || b < a || b > rule->min_len || (rule->key_len += b - a) > MAX_KEY) {
             PyErr_Format(PyExc_ValueError, "range (%zd, %zd) outside the key or the minimum length", a, b);
             return -1;
         }
@@ -275,23 +283,25 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
         rule->ranges[i][1] = b;
     }
     rule->nranges = (int)nr;
-    Py_INCREF(rule->quiet);
-    return 0;
+    rule->quiet = PySet_New(NULL);
+    return rule->quiet ? 0 : -1;
 }
 
 static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
 {
     PyObject *spec, *et, *value;
     Py_ssize_t pos = 0;
-    if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &spec))
+    if (!PyArg_ParseTuple(args, "O!n", &PyDict_Type, &spec, &self->limit))
         return -1;
     if (self->nrules || PyDict_GET_SIZE(spec) > MAX_TYPES) {
         PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec of at most 16 EtherTypes");
         return -1;
     }
     while (PyDict_Next(spec, &pos, &et, &value)) {
-        if (sieve_rule(&self->rules[self->nrules], et, value) < 0)
+        if (sieve_rule(&self->rules[self->nrules], et, value) < 0) {
+            Py_CLEAR(self->rules[self->nrules].quiet);
             return -1;
+        }
         self->nrules++;
     }
     self->deadline = Py_HUGE_VAL;
@@ -299,27 +309,42 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* Whether the frame is one to swallow (and count). */
+/* The rule for this untagged frame's EtherType, if it is long enough for it. */
+static Rule *sieve_rule_for(Sieve *self, const unsigned char *p, Py_ssize_t len)
+{
+    if (len < 14)
+        return NULL;
+    int et = p[12] << 8 | p[13];
+    for (Rule *rule = self->rules, *end = self->rules + self->nrules; rule < end; rule++)
+        if (rule->ether_type == et)
+            return rule->forgotten || len < rule->min_len ? NULL : rule;
+    return NULL;
+}
+
+/* The frame's bytes in the rule's ranges, concatenated: a new reference. */
+static PyObject *fingerprint(Rule *rule, const unsigned char *p)
+{
+    PyObject *fp = PyBytes_FromStringAndSize(NULL, rule->key_len);
+    if (!fp)
+        return NULL;
+    char *key = PyBytes_AS_STRING(fp);
+    for (int i = 0; i < rule->nranges; i++) {
+        Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
+        memcpy(key, p + a, b - a);
+        key += b - a;
+    }
+    return fp;
+}
+
+/* 1: swallow the frame (counted), 0: let it through, -1: error. */
 static int sieve_quiet(Sieve *self, PyObject *frame)
 {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
     Py_ssize_t len = PyBytes_GET_SIZE(frame);
-    if (len < 14)
+    Rule *rule = sieve_rule_for(self, p, len);
+    if (!rule || PySet_GET_SIZE(rule->quiet) == 0)
         return 0;
-    int et = p[12] << 8 | p[13];
-    Rule *rule = self->rules, *end = self->rules + self->nrules;
-    while (rule < end && rule->ether_type != et)
-        rule++;
-    if (rule == end || len < rule->min_len)
-        return 0;
-    char key[MAX_KEY];
-    Py_ssize_t k = 0;
-    for (int i = 0; i < rule->nranges; i++) {
-        Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
-        memcpy(key + k, p + a, b - a);
-        k += b - a;
-    }
-    PyObject *fp = PyBytes_FromStringAndSize(key, k);
+    PyObject *fp = fingerprint(rule, p);
     if (!fp)
         return -1;
     int found = PySet_Contains(rule->quiet, fp);
@@ -371,6 +396,32 @@ static PyObject *sieve_over(Sieve *self, PyObject *frames)
     return (PyObject *)self;
 }
 
+static PyObject *sieve_teach(Sieve *self, PyObject *frame)
+{
+    if (!PyBytes_CheckExact(frame))  /* over() lets such frames through anyway */
+        Py_RETURN_TRUE;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
+    Rule *rule = sieve_rule_for(self, p, PyBytes_GET_SIZE(frame));
+    if (!rule)
+        Py_RETURN_TRUE;
+    if (PySet_GET_SIZE(rule->quiet) >= self->limit) {
+        if (rule->frames - rule->frames_at_fill < (unsigned long long)self->limit) {
+            rule->forgotten = 1;  /* fewer frames saved than fingerprints kept: give up */
+            PySet_Clear(rule->quiet);
+            Py_RETURN_FALSE;
+        }
+        rule->frames_at_fill = rule->frames;
+        PySet_Clear(rule->quiet);
+    }
+    PyObject *fp = fingerprint(rule, p);
+    if (!fp || PySet_Add(rule->quiet, fp) < 0) {
+        Py_XDECREF(fp);
+        return NULL;
+    }
+    Py_DECREF(fp);
+    Py_RETURN_TRUE;
+}
+
 static PyObject *sieve_counts(Sieve *self, PyObject *unused)
 {
     PyObject *out = PyDict_New();
@@ -388,8 +439,6 @@ static PyObject *sieve_counts(Sieve *self, PyObject *unused)
 
 static int sieve_traverse(Sieve *self, visitproc visit, void *arg)
 {
-    for (int i = 0; i < self->nrules; i++)
-        Py_VISIT(self->rules[i].quiet);
     Py_VISIT(self->source);
     return 0;
 }
@@ -412,6 +461,8 @@ static void sieve_dealloc(Sieve *self)
 
 static PyMethodDef sieve_methods[] = {
     {"over", (PyCFunction)sieve_over, METH_O, "Iterate `frames`, swallowing the quiet ones."},
+    {"teach", (PyCFunction)sieve_teach, METH_O,
+     "Swallow frames alike to this one from now on; False: its EtherType was given up."},
     {"counts", (PyCFunction)sieve_counts, METH_NOARGS, "{EtherType: (frames, bytes)} swallowed so far."},
     {NULL},
 };

@@ -34,7 +34,11 @@ CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
 #: decoded EtherTypes the sieve may take: the probes' handler kind, and the length and
 #: bytes the decoder reads to tell whether they get the frame (Ethernet/IPv4 ARP)
 _SIEVED_DECODERS = {ETH_ARP: ("arp", 42, ((14, 20),))}
-#: fingerprints the sieve keeps per EtherType; a flood of new ones restarts it
+#: fingerprints the sieve keeps per EtherType. When they fill up it starts over, unless
+#: they saved fewer frames than there are of them: then the EtherType is too varied
+#: (say ARP between every pair of a large LAN's routers with arp_bogon on), teaching
+#: would cost more than it saves, and its frames all run the probes until the next
+#: reconfiguration.
 SIEVE_LIMIT = 1 << 16
 
 
@@ -115,19 +119,18 @@ class Engine:
             if any(p.decided_by is None for p in reached):
                 continue
             ranges = _merged((*reads, *(r for p in reached for r in p.decided_by)))
-            spec[et] = (max((length, *(b for _, b in ranges))), ranges, set())
-            table[et] = handlers + (self._learner(*spec[et]),)
-        self._sieve = Sieve(spec) if spec else None
+            spec[et] = (max((length, *(b for _, b in ranges))), ranges)
+            table[et] = handlers + (self._teach,)
+        self._sieve = Sieve(spec, SIEVE_LIMIT) if spec else None
 
-    def _learner(self, min_len: int, ranges: tuple, quiet: set):
-        def learn(ts, buf, off, et):
-            if self._spoke:
-                self._spoke = False
-            elif off == 14 and len(buf) >= min_len:  # the sieve reads untagged frames only
-                if len(quiet) >= SIEVE_LIMIT:
-                    quiet.clear()
-                quiet.add(b"".join([buf[a:b] for a, b in ranges]))
-        return learn
+    def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:
+        """The last handler of a sieved EtherType: a frame no probe spoke up about
+        teaches the sieve; if the sieve gives the EtherType up, this handler goes."""
+        if self._spoke:
+            self._spoke = False
+        elif not self._sieve.teach(buf):
+            self._table[et] = self._table[et][:-1]
+            log.info("EtherType 0x%04x varies too much to sieve; its frames all run the probes", et)
 
     def _fold_sieve(self) -> None:
         """Take over the counts of the sieve about to be replaced."""

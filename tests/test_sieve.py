@@ -6,6 +6,8 @@ events and counters must not differ.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
@@ -41,30 +43,33 @@ def unsieved(monkeypatch):
     return make
 
 
-def test_sieve_swallows_exactly_the_quiet_fingerprints():
-    quiet = {b"\x00\x01"}
-    sieve = Sieve({0x0806: (20, ((14, 16),), quiet)})
+def test_sieve_swallows_exactly_what_it_was_taught():
+    sieve = Sieve({0x0806: (20, ((14, 16),))}, 100)
     frame = bytes(12) + b"\x08\x06" + b"\x00\x01" + bytes(4)
     other = bytes(12) + b"\x08\x06" + b"\x00\x02" + bytes(4)
     short = frame[:19]
     ipv4 = bytes(12) + b"\x08\x00" + b"\x00\x01" + bytes(4)
-    items = [(1.0, frame), (2.0, other), (3.0, short), (4.0, ipv4), (5.0, frame), (6.0, bytearray(frame))]
+    tagged = bytes(12) + b"\x81\x00\x00\x07" + frame[12:]
+    assert all(sieve.teach(f) for f in (frame, short, ipv4, tagged))  # only the first has a fingerprint
+    items = [(1.0, frame), (2.0, other), (3.0, short), (4.0, ipv4), (5.0, tagged), (6.0, frame),
+             (7.0, bytearray(frame)), (8, frame)]
     passed = list(sieve.over(items))
-    assert passed == [(2.0, other), (3.0, short), (4.0, ipv4), (6.0, bytearray(frame))]
+    assert passed == [(2.0, other), (3.0, short), (4.0, ipv4), (5.0, tagged), (7.0, bytearray(frame)), (8, frame)]
     assert sieve.counts() == {0x0806: (2, 40)}
-    assert sieve.last == 5.0
+    assert sieve.last == 6.0
 
 
 def test_sieve_lets_frames_at_the_deadline_through():
     frame = bytes(12) + b"\x08\x06"
-    sieve = Sieve({0x0806: (14, (), {b""})})
+    sieve = Sieve({0x0806: (14, ())}, 10)
+    sieve.teach(frame)
     sieve.deadline = 2.0
     assert list(sieve.over([(1.0, frame), (2.0, frame), (3.0, frame)])) == [(2.0, frame), (3.0, frame)]
 
 
 def test_sieve_rejects_ranges_beyond_its_minimum_length():
     with pytest.raises(ValueError, match="outside"):
-        Sieve({0x0806: (20, ((14, 30),), set())})
+        Sieve({0x0806: (20, ((14, 30),))}, 10)
 
 
 def test_repeated_good_arp_is_sieved_and_still_counted():
@@ -164,18 +169,32 @@ def test_corpus_replays_match_the_unsieved_engine(unsieved):
     assert sieved[1]["arp"][0] > 1000  # the corpus exercised the ARP path
 
 
-def test_sieve_size_is_bounded(monkeypatch):
-    """Made-up good pairs cannot grow the sieve without end: past its limit it starts over."""
+def _sieved(r, *frames) -> int:
+    """How many of `frames` the sieve swallowed."""
+    before = r.engine._sieve.counts().get(0x0806, (0, 0))[0]
+    r.feed(*frames)
+    return r.engine._sieve.counts()[0x0806][0] - before
+
+
+def test_a_full_sieve_that_pays_starts_over(monkeypatch):
+    monkeypatch.setattr(engine_module, "SIEVE_LIMIT", 10)
+    r = Recorder({"arp_neighbor": {"enable": True, "dynamic_enable": True}})
+    pairs = [arp(psrc=f"10.0.0.{i}") for i in range(20)]
+    r.feed(*pairs)  # each address new once
+    assert _sieved(r, *pairs[:10] * 3) == 20  # the first round teaches, two are swallowed
+    assert _sieved(r, *pairs[10:] * 2) == 10  # full, but it paid: it starts over
+    assert _sieved(r, *pairs[:10]) == 0  # forgotten
+    assert len(r.events) == 20
+
+
+def test_a_sieve_that_does_not_pay_is_given_up(monkeypatch, caplog):
+    """Made-up or too varied pairs cannot grow the sieve, nor make every frame pay for it."""
+    caplog.set_level(logging.INFO, "ixpect.engine")
     monkeypatch.setattr(engine_module, "SIEVE_LIMIT", 10)
     r = Recorder({"arp_neighbor": {"enable": True, "dynamic_enable": True}})
     pairs = [arp(psrc=f"10.0.{i // 256}.{i % 256}") for i in range(100)]
-    r.feed(*pairs, *pairs)  # learned, then let pass and taught to the sieve
-
-    def sieved(*frames):
-        before = r.engine._sieve.counts().get(0x0806, (0, 0))[0]
-        r.feed(*frames)
-        return r.engine._sieve.counts()[0x0806][0] - before
-
-    assert sieved(*pairs[-10:]) == 10  # the last ten it was taught
-    assert sieved(*pairs[:10]) == 0  # the earlier ones it forgot
-    assert len(r.events) == 100  # each address new once, and quiet since
+    r.feed(*pairs, *pairs)  # new, then quiet but never repeated while the sieve filled
+    assert "varies too much to sieve" in caplog.text
+    assert _sieved(r, *pairs) == 0
+    assert r.engine._table[0x0806] == (r.engine._arp,)  # nothing left to learn
+    assert r.engine.frames == 300 and len(r.events) == 100
