@@ -4,8 +4,8 @@ The kernel fills memory-mapped blocks of frames; we walk a whole block (in C,
 ixpect._frames.tpacket_v3), hand its frames on as one chunk and give the block back:
 no system call per frame. Kernel timestamps (tp_sec/tp_nsec) are the frames' time. A
 VLAN tag the NIC stripped is put back, so that the probes see the frame as it was on
-the wire. Frames the kernel had
-to drop because the ring was full are counted by PACKET_STATISTICS.
+the wire. Frames the kernel had to drop because the ring was full are counted by
+PACKET_STATISTICS.
 
 The socket is only ever read: there is no TX ring and nothing here calls send().
 """
