@@ -23,7 +23,7 @@ test: $(BIN)/ixpect
 demo: $(BIN)/ixpect
 	$(BIN)/python examples/make_demo_pcap.py examples/demo.pcap
 
-## Throughput benchmarks (README.md, "Performance", says what they measure).
+## Throughput benchmarks (docs/performance.md says what they measure).
 bench: $(BIN)/ixpect
 	$(BIN)/python bench/run.py
 

@@ -1,4 +1,4 @@
-"""The NixOS side, checked as far as a machine without nixpkgs allows (README says how far).
+"""The NixOS side, checked as far as a machine without nixpkgs allows (docs/development.md says how far).
 
 - every .nix file parses (nix-instantiate --parse);
 - flake.nix and nix/package.nix evaluate against stubs to the outputs and dependencies

@@ -3,7 +3,7 @@
 # This is a deliberately small stand-in for nixpkgs' lib, pkgs and module system:
 # only the functions the module uses, with the same semantics where it matters
 # (option defaults, submodules, type checks, mkIf/mkMerge, assertions, shell
-# escaping). It is not nixpkgs; README "Deployment with NixOS" says what it cannot prove.
+# escaping). It is not nixpkgs; docs/development.md says what it cannot prove.
 #
 #   nix-instantiate --eval --strict --json tests/nix/harness.nix \
 #     --arg definitions '{ services.ixpect = { ... }; }' --argstr package /path/to/venv
