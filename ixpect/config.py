@@ -59,7 +59,7 @@ def schema() -> dict:
 # -- formats: each checker returns the canonical value or raises ValueError --------
 
 _FORMATS = FormatChecker(formats=())
-_CANONICAL: dict[str, Callable] = {}
+_CANONICAL: dict[str, tuple[Callable, tuple[type, ...]]] = {}  # format -> (checker, value types)
 
 
 def _format(name: str, *types: type):
@@ -67,7 +67,7 @@ def _format(name: str, *types: type):
     left to the schema's `type` keyword, so a value gets one error, not two)."""
 
     def register(func):
-        _CANONICAL[name] = func
+        _CANONICAL[name] = (func, types)
         _FORMATS.checks(name, raises=ValueError)(
             lambda value: not isinstance(value, types) or isinstance(value, bool) or func(value) is not None)
         return func
@@ -75,9 +75,16 @@ def _format(name: str, *types: type):
     return register
 
 
-@_format("humantime", str)
-def _duration(value: str) -> float:
-    seconds = humantime.parse(value)
+@_format("humantime", str, dict)
+def _duration(value: str | dict) -> float | dict:
+    """Seconds of a humantime string, or of DD-IX's serialized form `{secs, nanos}`."""
+    if isinstance(value, dict):
+        secs, nanos = value.get("secs"), value.get("nanos", 0)
+        if type(secs) is not int or type(nanos) is not int or min(secs, nanos) < 0:
+            return value  # the schema says what is wrong with it
+        seconds = secs + nanos / 1e9
+    else:
+        seconds = humantime.parse(value)
     if seconds <= 0:
         raise ValueError(f"{value!r} is zero: a duration here must be positive")
     return seconds
@@ -209,7 +216,7 @@ def _suggest(word, choices) -> str:
 def _valid_text(text: str, fmt: str | None) -> bool:
     """Whether `text` would be accepted as a string of format `fmt`."""
     try:
-        _CANONICAL.get(fmt, str)(text)
+        _CANONICAL.get(fmt, (str,))[0](text)
     except ValueError:
         return False
     return True
@@ -382,6 +389,9 @@ def _deref(sub: dict) -> dict:
 def _normal(value, sub: dict, base_dir: Path | None):
     """A completed copy of `value` as described by the schema `sub`."""
     sub = _deref(sub)
+    canonical, types = _CANONICAL.get(sub.get("format"), (None, ()))
+    if isinstance(value, types):
+        return canonical(value)
     if isinstance(value, dict):
         props = sub.get("properties", {})
         extra = sub.get("additionalProperties")
@@ -400,11 +410,8 @@ def _normal(value, sub: dict, base_dir: Path | None):
                 for k, v in out.items()}
     if isinstance(value, list):
         return [_normal(v, sub.get("items", {}), base_dir) for v in value]
-    fmt = sub.get("format")
-    if fmt == "path":
+    if sub.get("format") == "path":
         return str(base_dir / value) if base_dir is not None else value
-    if fmt in _CANONICAL:
-        return _CANONICAL[fmt](value)
     if isinstance(value, str) and "enum" in sub:  # the first listed spelling is canonical
         return next(v for v in sub["enum"] if isinstance(v, str) and v.lower() == value.lower())
     return value

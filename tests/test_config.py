@@ -110,7 +110,7 @@ def test_bad_addresses():
     ("5 minutes please", "'5 minutes please' is not a duration: expected a number at 'please'"),
     ("90", "'90' is not a duration: time unit needed after 90, e.g. '90s' or '90min'"),
     ("0s", "'0s' is zero: a duration here must be positive"),
-    (90, 'expected a string such as "15s", got integer 90'),
+    (90, 'expected a string or a mapping such as "15s", got integer 90'),
 ])
 def test_bad_duration(value, message):
     text = f"probes:\n  bum_rate:\n    window: {value!r}\n" if isinstance(value, str) else \
@@ -270,6 +270,37 @@ event:
     assert cfg["event"]["delivery"] == {"retry_initial": 5.0, "retry_max": 600.0, "max_age": 604800.0}
 
 
+def test_upstream_serialized_durations():
+    """DD-IX's IXpect reads a duration as humantime text or as serde's `{secs, nanos}`."""
+    cfg = config.load_text("""\
+probes:
+  bum_rate: {window: {secs: 15, nanos: 500000000}}
+event:
+  collection_window: {secs: 60}
+""")
+    assert cfg["probes"]["bum_rate"]["window"] == 15.5
+    assert cfg["event"]["collection_window"] == 60.0
+
+
+@pytest.mark.parametrize("value, where, message", [
+    ("{secs: 0, nanos: 0}", "", "{'secs': 0, 'nanos': 0} is zero: a duration here must be positive"),
+    ("{secs: -1}", ".secs", "-1 is less than the minimum of 0"),
+    ("{secs: 1, nanos: 1000000000}", ".nanos", "1000000000 is greater than the maximum of 999999999"),
+    ("{nanos: 5}", "", "missing required key 'secs'"),
+    ("{secs: 1, millis: 5}", ".millis", "unknown key"),
+    ("{secs: '15'}", ".secs", "expected an integer, got string '15'"),
+])
+def test_bad_serialized_duration(value, where, message):
+    assert errors(f"event:\n  collection_window: {value}\n") == [
+        f"t.yaml:2: event.collection_window{where}: {message}"]
+
+
+def test_null_threshold_is_no_limit():
+    """Upstream allows `multicast: null`; like a missing kind, it sets no limit."""
+    cfg = config.load_text("probes:\n  bum_rate:\n    thresholds: {broadcast: 5, multicast: null, unicast: ~}\n")
+    assert cfg["probes"]["bum_rate"]["thresholds"] == {"broadcast": 5, "multicast": None, "unicast": None}
+
+
 def test_values_are_canonical():
     cfg = config.load_text("""\
 probes:
@@ -381,8 +412,11 @@ def test_check_config_on_syntax_error_and_unreadable_file(tmp_path):
 # -- the schema itself ---------------------------------------------------------------
 
 def walk(sub, path=""):
-    """(dotted path, resolved schema) of every property in the schema; list items as []."""
+    """(dotted path, resolved schema) of every property in the schema; list items as [].
+    A duration is a value, whichever of its two spellings is used: not a section."""
     sub = config._deref(sub)
+    if sub.get("format") == "humantime":
+        return
     for key, prop in sub.get("properties", {}).items():
         yield f"{path}{key}", config._deref(prop)
         yield from walk(prop, f"{path}{key}.")
