@@ -229,7 +229,7 @@ def test_every_error_is_reported_sorted_by_line():
 
 def test_defaults_are_filled_in():
     cfg = config.load_text("probes:\n  arp_bogon:\n    enable: true\n")
-    assert cfg["probes"]["arp_bogon"] == {"enable": True, "prefixes": []}
+    assert cfg["probes"]["arp_bogon"] == {"enable": True, "prefixes": [], "replies": False}
     assert cfg["probes"]["stp"] == {"enable": False}
     assert cfg["probes"]["ipv6_bogon"] == {"enable": False, "prefixes": [], "ignore_link_local": True}
     assert cfg["probes"]["bum_rate"] == {"enable": False, "window": 60.0, "max_sources": 1_000_000, "thresholds": {}}

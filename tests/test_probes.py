@@ -128,6 +128,22 @@ def test_arp_probe_source_is_no_bogon():
     assert Recorder(BOGON4).feed(arp(A, "0.0.0.0", pdst="192.0.2.7")) == []
 
 
+def test_arp_bogon_judges_requests_only_unless_replies():
+    """DD-IX's IXpect judges requests; replies are an opt-in addition."""
+    bogon_reply = arp(A, "198.51.100.1", pdst="203.0.113.200", op=2)
+    assert Recorder(BOGON4).feed(bogon_reply) == []
+    both = Recorder({"arp_bogon": {**BOGON4["arp_bogon"], "replies": True}})
+    assert [e.type for e in both.feed(bogon_reply)] == ["ARP_BOGON_SOURCE", "ARP_BOGON_TARGET"]
+
+
+def test_arp_bogon_reply_does_not_hide_the_same_request():
+    """A silent reply must not teach the sieve to drop a request with the same addresses."""
+    r = Recorder(BOGON4)
+    reply = arp(A, "198.51.100.1", pdst="192.0.2.1", op=2)
+    assert r.feed(reply, reply) == []
+    assert [e.type for e in r.feed(arp(A, "198.51.100.1", pdst="192.0.2.1"))] == ["ARP_BOGON_SOURCE"]
+
+
 # --- ipv6_neighbor --------------------------------------------------------------
 
 STATIC6 = {"enable": True, "static_resolutions": [

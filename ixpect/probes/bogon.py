@@ -13,15 +13,21 @@ _ANY4 = bytes(4)
 _ANY6 = bytes(16)
 
 
+_REQUEST, _REPLY = 1, 2
+
+
 class ArpBogon(Probe):
-    decided_by = ((28, 32), (38, 42))  # sender and target address
+    """Judges ARP requests, as DD-IX's IXpect does; replies too with `replies`."""
+
+    decided_by = ((20, 22), (28, 32), (38, 42))  # opcode, sender and target address
 
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
         self.inside = self.prefixes.inside
+        self.ops = (_REQUEST, _REPLY) if cfg.get("replies", False) else (_REQUEST,)
 
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
-        if spa in self.inside and tpa in self.inside:
+        if (spa in self.inside and tpa in self.inside) or op not in self.ops:
             return
         if spa != _ANY4 and spa not in self.prefixes:  # an ARP probe (0.0.0.0) is no bogon
             self.emit("ARP_BOGON_SOURCE", ts, {"mac_addr_source": mac(buf[6:12]),
