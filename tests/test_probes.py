@@ -224,6 +224,21 @@ def test_ipv6_bogon_dad_source_ignored():
     assert evs == []
 
 
+def test_ipv6_bogon_checks_router_discovery_sources():
+    """Neighbor Discovery in general: RS and RA sources count too (they have no target)."""
+    ra = Ether(src=B, dst="33:33:00:00:00:01") / IPv6(src="2001:db8:5::1", dst="ff02::1", hlim=255) / ICMPv6ND_RA()
+    rs = Ether(src=C, dst="33:33:00:00:00:02") / IPv6(src="2001:db8:6::1", dst="ff02::2", hlim=255) / ICMPv6ND_RS()
+    quiet = [Ether(src=B, dst="33:33:00:00:00:01") / IPv6(src=s, dst="ff02::1", hlim=255) / ICMPv6ND_RA()
+             for s in ("fe80::b", "2001:db8::b")]
+    quiet.append(Ether(src=C, dst="33:33:00:00:00:02") / IPv6(src="::", dst="ff02::2", hlim=255) / ICMPv6ND_RS())
+    r = Recorder({"ipv6_bogon": BOGON6})
+    assert r.feed(*quiet) == []
+    assert [(e.type, e.data) for e in r.feed(ra, rs)] == [
+        ("IPV6_BOGON_SOURCE", {"mac_addr_source": B, "ip6_addr_source": "2001:db8:5::1"}),
+        ("IPV6_BOGON_SOURCE", {"mac_addr_source": C, "ip6_addr_source": "2001:db8:6::1"}),
+    ]
+
+
 # --- ipv6_router ----------------------------------------------------------------
 
 def test_router_advertisement_and_solicitation():

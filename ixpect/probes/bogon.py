@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from ixpect.decode import ND_NS
 from ixpect.events import mac
 from ixpect.prefixes import Prefixes
 from ixpect.probes import Probe
@@ -42,8 +41,10 @@ def _link_local(a: bytes) -> bool:
 
 
 class Ipv6Bogon(Probe):
-    """Checks the source and target of neighbor solicitations and advertisements;
-    the unspecified source of duplicate address detection is never a bogon."""
+    """Checks Neighbor Discovery: the source address of router solicitations and
+    advertisements and of neighbor solicitations and advertisements, and the target
+    of the latter two. The unspecified source (duplicate address detection, a router
+    solicitation before an address) is never a bogon. Redirects are ip_control's."""
 
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
@@ -54,11 +55,11 @@ class Ipv6Bogon(Probe):
         return not (self.ignore_link_local and _link_local(a)) and a not in self.prefixes
 
     def nd(self, ts, buf, kind, src, target, lladdr) -> None:
-        if kind < ND_NS or (src in self.inside and target in self.inside):
+        if src in self.inside and (target is None or target in self.inside):
             return
         if src != _ANY6 and self._bogon(src):
             self.emit("IPV6_BOGON_SOURCE", ts, {"mac_addr_source": mac(buf[6:12]),
                                                 "ip6_addr_source": str(IPv6Address(src))}, buf)
-        if self._bogon(target):
+        if target is not None and self._bogon(target):
             self.emit("IPV6_BOGON_TARGET", ts, {"mac_addr_source": mac(buf[6:12]),
                                                 "ip6_addr_target": str(IPv6Address(target))}, buf)
