@@ -191,7 +191,7 @@ def test_missing_required_key_is_reported_at_the_parent():
 
 def test_enum_lists_the_choices_once():
     assert errors(EMAIL.replace("auth:", "encryption: ssl\n        auth:").format(auth="pass: x")) == [
-        "t.yaml:6: event.notifiers.email.smtp.encryption: 'ssl' is not one of: none, starttls, tls"]
+        "t.yaml:6: event.notifiers.email.smtp.encryption: 'ssl' is not one of: tls, starttls, smtps, none"]
 
 
 def test_yaml_syntax_error():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import logging
 import ssl
 
@@ -16,6 +17,7 @@ from notifyutil import RETRY, arp_batch, free_port, make_cert
 from conftest import wait_for
 from scapy.utils import rdpcap
 
+from ixpect import config
 from ixpect.events import Batch
 from ixpect.notify import channels
 from ixpect.notify.delivery import Delivery
@@ -123,15 +125,53 @@ def test_pcap_writer_round_trips_through_scapy(tmp_path):
     assert pkts.listname and pkts[0].name == "Ethernet"
 
 
-def test_implicit_tls_and_auth_login(smtp):
+def test_smtps_is_implicit_tls_on_any_port_with_auth_login(smtp):
     port = free_port()
     box = smtp(port, implicit_tls=True)
-    d = Delivery(channels(email_cfg(port, encryption="tls", mechanism="login")), **RETRY)
+    d = Delivery(channels(email_cfg(port, encryption="smtps", mechanism="login")), **RETRY)
     d([arp_batch()])
     wait_for(lambda: box.mails, what="the mail")
     d.close(1)
     assert box.logins == [("LOGIN", USER, True)]
     assert box.mails[0][2]["Subject"] == "[IXpect] ARP_NEIGHBOR_SPOOFED_STATIC triggered in 1 batches"
+
+
+def send_one(port: int, encryption: str | None) -> Delivery:
+    """One batch through a mail channel configured as an operator would, read by config.load."""
+    cfg = email_cfg(port, encryption=encryption or "tls")
+    if encryption is None:
+        del cfg["email"]["smtp"]["encryption"]
+    notifiers = config.load_text(json.dumps({"event": {"notifiers": cfg}}))["event"]["notifiers"]
+    d = Delivery(channels(notifiers), **RETRY)
+    d([arp_batch()])
+    return d
+
+
+@pytest.mark.parametrize("encryption", ["TLS", "tls", None])
+def test_tls_on_the_submission_port_is_starttls(smtp, caplog, encryption):
+    """DD-IX's deployments write `encryption: TLS` with port 587 (STARTTLS): it must deliver."""
+    caplog.set_level(logging.INFO, logger="ixpect")
+    port = free_port()
+    box = smtp(port)  # STARTTLS required before AUTH
+    d = send_one(port, encryption)
+    wait_for(lambda: box.mails, what="the mail")
+    d.close(1)
+    assert box.logins == [("PLAIN", USER, True)]
+    assert f"via 127.0.0.1:{port} with STARTTLS" in caplog.text
+
+
+@pytest.mark.parametrize("encryption", ["TLS", None])
+def test_tls_on_port_465_is_implicit_tls(smtp, caplog, encryption):
+    caplog.set_level(logging.INFO, logger="ixpect")
+    try:
+        box = smtp(465, implicit_tls=True)
+    except OSError as exc:
+        pytest.skip(f"port 465 on loopback is taken: {exc}")
+    d = send_one(465, encryption)
+    wait_for(lambda: box.mails, what="the mail")
+    d.close(1)
+    assert box.logins == [("PLAIN", USER, True)]
+    assert "via 127.0.0.1:465 with implicit TLS" in caplog.text
 
 
 def test_server_down_then_up_delivers_every_batch_once(smtp, tmp_path, caplog):

@@ -1,11 +1,16 @@
 """The `email` notifier: one mail per event type per window, plain text and HTML
 from templates, each batch's sample frame attached as `<batch id>.pcap`.
 
-TLS certificates are verified against the system trust store (SSL_CERT_FILE
-points elsewhere, e.g. at an internal CA)."""
+`encryption: tls` is DD-IX's `TLS`, which its deployments use on the submission
+port 587 as well as on 465: TLS from the first byte on port 465 (RFC 8314's
+implicit TLS), required STARTTLS on any other port. `smtps` is implicit TLS on
+any port, `starttls` and `none` mean what they say. TLS certificates are verified
+against the system trust store (SSL_CERT_FILE points elsewhere, e.g. at an
+internal CA)."""
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import time
@@ -18,6 +23,16 @@ from ixpect.notify.render import Templates, render
 from ixpect.pcapwrite import pcap
 
 TIMEOUT = 30.0
+SMTPS_PORT = 465  # RFC 8314: submission over implicit TLS
+
+log = logging.getLogger(__name__)
+
+
+def transport(encryption: str, port: int) -> str:
+    """How a connection is secured: "smtps" (implicit TLS), "starttls" or "none"."""
+    if encryption == "tls":
+        return "smtps" if port == SMTPS_PORT else "starttls"
+    return encryption
 
 
 class EmailNotifier(Notifier):
@@ -25,7 +40,7 @@ class EmailNotifier(Notifier):
         smtp = cfg["smtp"]
         self.host = smtp["host"]
         self.port = int(smtp.get("port", 25))
-        self.encryption = smtp.get("encryption", "starttls")
+        self.encryption = transport(smtp.get("encryption", "tls"), self.port)
         auth = smtp.get("auth")
         self.mechanism = (auth or {}).get("mechanism", "plain").upper()
         self.user = auth["user"] if auth else None
@@ -34,6 +49,9 @@ class EmailNotifier(Notifier):
         self.sender = cfg["from"]
         self.to = list(channel["to"])
         self.subject, self.text, self.html = map(templates.get, ("subject.txt", "email.txt", "email.html"))
+        log.info("email to %s: via %s:%d with %s (encryption: %s)", ", ".join(self.to), self.host, self.port,
+                 {"smtps": "implicit TLS", "starttls": "STARTTLS", "none": "no TLS"}[self.encryption],
+                 smtp.get("encryption", "tls"))
 
     messages = staticmethod(by_type)
 
@@ -55,7 +73,7 @@ class EmailNotifier(Notifier):
     def send(self, batches: list[Batch]) -> None:
         msg = self.message(batches)
         context = ssl.create_default_context()
-        if self.encryption == "tls":
+        if self.encryption == "smtps":
             conn = smtplib.SMTP_SSL(self.host, self.port, timeout=TIMEOUT, context=context)
         else:
             conn = smtplib.SMTP(self.host, self.port, timeout=TIMEOUT)
