@@ -39,6 +39,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from ixpect import humantime
+from ixpect.notify import render
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "ixpect.conf.schema.json"
 
@@ -360,10 +361,23 @@ def _load_text(text: str, name: str, base_dir, loader_class) -> dict:
         raise ConfigError([f"{name}:1: (top level): the config is empty"])
     lines = _Lines(root)
     problems = lines.duplicates + _problems(doc, lines.plain)
+    cfg = None
+    if not problems:
+        cfg = _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
+        problems = _template_problems(cfg["event"])
     if problems:
         ordered = sorted((lines.line(path), _dotted(path), message) for path, message in problems)
         raise ConfigError([f"{name}:{line}: {where}: {message}" for line, where, message in ordered])
-    return _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
+    return cfg
+
+
+def _template_problems(event: dict) -> list[tuple[tuple, str]]:
+    """The notifier templates the config uses, each loaded and test-rendered: a
+    template that would fail (or print a blank for a misspelt variable) is a config error."""
+    files = {ch["template"]: ("event", "notifiers", "http", "channels", i, "template")
+             for i, ch in enumerate(event["notifiers"].get("http", {}).get("channels", ())) if "template" in ch}
+    return [(files[file] if file else ("event", "templates_dir"), why)
+            for file, why in render.problems(event.get("templates_dir"), files)]
 
 
 def load(path: str | Path) -> dict:
