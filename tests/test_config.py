@@ -234,7 +234,7 @@ def test_defaults_are_filled_in():
     assert cfg["probes"]["ipv6_bogon"] == {"enable": False, "prefixes": [], "ignore_link_local": True}
     assert cfg["probes"]["bum_rate"] == {"enable": False, "window": 60.0, "max_sources": 1_000_000, "thresholds": {}}
     assert cfg["probes"]["ether_type"]["allowed_ether_types"] == [0x0800, 0x0806, 0x86DD]
-    assert cfg["event"] == {"collection_window": 60.0, "max_batches": 10_000, "notifiers": {},
+    assert cfg["event"] == {"collection_window": 60.0, "max_batches": 10_000, "catch_all": "compatible", "notifiers": {},
                             "delivery": {"retry_initial": 5.0, "retry_max": 600.0, "max_age": 86400.0}}
 
 

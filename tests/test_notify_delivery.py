@@ -56,6 +56,33 @@ def test_routing_each_channel_gets_exactly_its_events(rec):
     assert types(rec.delivered("/all")) == sorted([*(b.type for b in window()), "IPV6_BOGON_SOURCE"])
 
 
+@pytest.mark.parametrize("catch_all", [None, "compatible", "all"])
+def test_catch_all_gets_unasked_additions_only_when_opted_in(rec, tmp_path, catch_all):
+    """An upstream config's catch-all channel gets upstream's event types (and the
+    monitor's own IXPECT_TEST and IXPECT_TABLE_FULL); ARP_SENDER_MISMATCH and
+    IXPECT_BAD_PACKET, raised without being asked, only where asked for."""
+    conf = tmp_path / "ixpect.conf.yaml"
+    conf.write_text(f"""
+event:
+  {f"catch_all: {catch_all}" if catch_all else ""}
+  notifiers:
+    http:
+      channels:
+        - url: {rec.url}/all
+        - url: {rec.url}/named
+          events: [ARP_SENDER_MISMATCH]
+""")
+    d = Delivery.from_config(load(conf)["event"], **{})
+    unasked = [arp_batch(type="ARP_SENDER_MISMATCH"), arp_batch(type="IXPECT_BAD_PACKET")]
+    d([*window(), *unasked, arp_batch(type="IXPECT_TABLE_FULL"), arp_batch(type="ROUTING_PROTOCOL_FOUND")])
+    wait_for(lambda: len(rec.requests) == 2, what="two requests")
+    d.close(1)
+    expected = [*window(), arp_batch(type="IXPECT_TABLE_FULL"), arp_batch(type="ROUTING_PROTOCOL_FOUND")]
+    expected += unasked if catch_all == "all" else []
+    assert types(rec.delivered("/all")) == sorted(b.type for b in expected)
+    assert types(rec.delivered("/named")) == ["ARP_SENDER_MISMATCH"]
+
+
 def test_ixpect_test_goes_through_routing(rec):
     d = Delivery(channels({"http": {"channels": [
         hook(rec.url + "/arp", ["ARP_NEIGHBOR_SPOOFED_STATIC"]),
@@ -130,7 +157,7 @@ def test_a_refused_message_does_not_hold_up_the_channel(caplog):
     rec = Recorder(reject=b"POISON")
     try:
         d = Delivery(channels({"http": {"channels": [hook(rec.url)]}}), **RETRY)
-        d([Batch("IXPECT_BAD_PACKET", {"reason": "POISON"}, None, 1.0, 1.0)])
+        d([Batch("ETHER_TYPE_VIOLATION", {"ether_type": "POISON"}, None, 1.0, 1.0)])
         later = [arp_batch(f"192.0.2.{i}") for i in range(1, 4)]
         for batch in later:
             d([batch])

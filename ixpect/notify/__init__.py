@@ -1,5 +1,6 @@
 """Notifiers: every channel of every configured notifier gets the batches its
-`events` filter admits (an empty or missing list admits everything).
+`events` filter admits. An empty or missing list (a catch-all channel) admits
+everything, except, unless `event.catch_all: all`, the event types in UNASKED.
 
 A notifier class is built as `Class(notifier_cfg, channel_cfg, templates)` and offers
 `send(batches)` (raise on failure: delivery retries), `messages(batches)` (how a
@@ -28,6 +29,12 @@ KINDS = {
     "slack": "ixpect.notify.slack:SlackNotifier",
     "alertmanager": "ixpect.notify.alertmanager:AlertmanagerNotifier",
 }
+
+
+#: Event types DD-IX's IXpect does not know that are raised without the config asking
+#: for them (the additional probes raise nothing unless enabled): a catch-all channel
+#: of an upstream config must not start receiving them.
+UNASKED = frozenset({"ARP_SENDER_MISMATCH", "IXPECT_BAD_PACKET"})
 
 
 def scrub(text: str, secrets) -> str:
@@ -94,15 +101,17 @@ class Channel:
     `key` names the destination, not its position in the config, so that spooled
     batches go only where they were meant to go after the config changed."""
 
-    def __init__(self, name: str, events: list[str] | None, notifier: Notifier, key: str | None = None):
+    def __init__(self, name: str, events: list[str] | None, notifier: Notifier, key: str | None = None,
+                 catch_all: str = "compatible"):
         self.name = name
         self.events = frozenset(events or ())
+        self.unasked = UNASKED if catch_all == "compatible" else frozenset()
         self.notifier = notifier
         self.key = key or name
 
     def select(self, batches: list[Batch]) -> list[Batch]:
         if not self.events:
-            return batches
+            return [b for b in batches if b.type not in self.unasked]
         return [b for b in batches if b.type in self.events]
 
     def scrub(self, text: str) -> str:
@@ -115,7 +124,7 @@ def _key(kind: str, channel_cfg: dict) -> str:
     return f"{kind}-{digest.hexdigest()[:16]}"
 
 
-def channels(notifiers: dict, templates_dir: str | None = None) -> list[Channel]:
+def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str = "compatible") -> list[Channel]:
     """Instantiate a Channel per configured channel of each notifier in `event.notifiers`."""
     templates = Templates(templates_dir)
     out: list[Channel] = []
@@ -127,5 +136,6 @@ def channels(notifiers: dict, templates_dir: str | None = None) -> list[Channel]
             _scrubber.secrets.update(notifier.secrets)
             key = _key(kind, ch)
             taken = sum(c.key.startswith(key) for c in out)  # same destination twice
-            out.append(Channel(f"{kind}[{i}]", ch.get("events"), notifier, f"{key}-{taken}" if taken else key))
+            out.append(Channel(f"{kind}[{i}]", ch.get("events"), notifier, f"{key}-{taken}" if taken else key,
+                               catch_all))
     return out

@@ -198,7 +198,8 @@ class Delivery:
                     tally: dict[str, dict[str, int]] | None = None) -> Delivery:
         """From the loaded `event` section (defaults filled, durations in seconds)."""
         delivery = event_cfg.get("delivery") or {}
-        return cls(channels(event_cfg.get("notifiers") or {}, event_cfg.get("templates_dir")),
+        return cls(channels(event_cfg.get("notifiers") or {}, event_cfg.get("templates_dir"),
+                            event_cfg.get("catch_all", "compatible")),
                    state_dir, tally=tally, **{k: float(v) for k, v in delivery.items()
                                               if k in ("retry_initial", "retry_max", "max_age")})
 
