@@ -145,6 +145,36 @@ let
   '';
 in
 {
+  # DD-IX's IXpect module: `settings`, `templateDir`, `user`, `group`, `enable`, `package`
+  # and `capture.interface` mean the same here. What it has and this module has not gets
+  # an evaluation error that says what to do instead.
+  imports = [
+    (lib.mkRemovedOptionModule [ "services" "ixpect" "packetPoolSize" ] ''
+      Frames are read from a TPACKET_V3 ring (64 blocks of 1 MiB) that the kernel fills;
+      there is no packet pool to size. Remove the option.
+    '')
+    (lib.mkRemovedOptionModule [ "services" "ixpect" "redisUrl" ] ''
+      Learned neighbors and undelivered notifications are kept in files under
+      /var/lib/ixpect; no Redis is needed. Remove the option (and the Redis server, if it
+      served only IXpect).
+    '')
+    (
+      { config, ... }:
+      {
+        config.assertions = lib.mkIf config.services.ixpect.enable [
+          {
+            assertion = !(config.systemd.services ? ixpect);
+            message = ''
+              services.ixpect runs as ixpect-capture.service (in the capture namespace) and
+              ixpect-notify.service (notifications); there is no ixpect.service. Move what
+              systemd.services.ixpect sets to systemd.services.ixpect-notify (or -capture).
+            '';
+          }
+        ];
+      }
+    )
+  ];
+
   options.services.ixpect = {
     enable = mkEnableOption "IXpect, the passive monitor for an IXP peering LAN";
 

@@ -412,6 +412,67 @@ def test_bad_options_are_rejected(capture, error, nix):
         render_units.evaluate(f"{{ services.ixpect = {{ enable = true; {capture} }}; }}", str(VENV))
 
 
+# A DD-IX-style deployment's `services.ixpect` (the shape of a real one, with
+# documentation addresses): the options this module shares with DD-IX's.
+DDIX_DEPLOYMENT = """{ services.ixpect = {
+  enable = true;
+  capture.interface = "enx90a182722eb1";
+  templateDir = %s;
+  settings = builtins.fromJSON (builtins.readFile %s);
+  %s
+}; %s }"""
+
+
+UPSTREAM_TEMPLATES = ROOT / "tests" / "data" / "upstream-templates"
+
+
+def ddix(settings: Path, extra: str = "", outside: str = "", templates: Path = UPSTREAM_TEMPLATES) -> str:
+    return DDIX_DEPLOYMENT % (templates, settings, extra, outside)
+
+
+@pytest.fixture(scope="module")
+def ddix_settings(tmp_path_factory):
+    """tests/data/ddix.conf.yaml as the JSON a Nix attrset of it would be."""
+    import yaml
+    path = tmp_path_factory.mktemp("ddix") / "settings.json"
+    path.write_text(json.dumps(yaml.safe_load((ROOT / "tests" / "data" / "ddix.conf.yaml").read_text())))
+    return path
+
+
+def test_ddix_deployment_builds_with_its_templates(ddix_settings, tmp_path, check_config):
+    """Its settings and upstream-style templateDir pass the build-time check unchanged."""
+    require_tool("nix-instantiate")
+    result = render_units.evaluate(ddix(ddix_settings), str(VENV))
+    config = render_units.build(result["etc"]["ixpect/ixpect.conf.yaml"], tmp_path)
+    import yaml
+    built = yaml.safe_load(config.read_text())
+    assert built["event"]["templates_dir"].startswith("/nix/store/")
+    assert (Path(built["event"]["templates_dir"]) / "email.html.j2").exists()
+    assert built["event"]["notifiers"]["email"]["smtp"]["encryption"] == "TLS"
+
+
+def test_ddix_deployment_with_a_broken_template_fails_the_build(ddix_settings, tmp_path, check_config):
+    require_tool("nix-instantiate")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "email.html.j2").write_text("{{name}} in {{batchcount}} batches")
+    result = render_units.evaluate(ddix(ddix_settings, templates=templates), str(VENV))
+    with pytest.raises(render_units.NixError, match=r"email\.html\.j2:1: 'batchcount' is undefined"):
+        render_units.build(result["etc"]["ixpect/ixpect.conf.yaml"], tmp_path)
+
+
+@pytest.mark.parametrize("extra, outside, error", [
+    ("packetPoolSize = 256;", "",
+     "The option definition `services.ixpect.packetPoolSize' no longer has any effect; please remove it."),
+    ('redisUrl = "redis://localhost:6379";', "", "no Redis is needed"),
+    ("", 'systemd.services.ixpect.serviceConfig.BindPaths = [ "/run/redis-ixpect/redis.sock" ];',
+     "there is no ixpect.service"),
+])
+def test_ddix_options_we_lack_say_what_to_do(ddix_settings, extra, outside, error):
+    with pytest.raises(render_units.NixError, match=re.escape(error)):
+        render_units.evaluate(ddix(ddix_settings, extra, outside), str(VENV))
+
+
 def test_disabled_module_defines_nothing(nix):
     result = render_units.evaluate("{ services.ixpect.capture.interface = \"a\"; }", str(VENV))
     assert result == {"services": {}, "timers": {}, "etc": {}, "users": {}, "packages": []}

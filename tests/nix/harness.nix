@@ -92,6 +92,34 @@ let
       _type = "if";
       inherit condition content;
     };
+    # nixpkgs lib/modules.nix: the option stays declared (hidden), defining it fails an
+    # assertion with nixpkgs' wording.
+    mkRemovedOptionModule =
+      path: instructions:
+      { config, ... }:
+      {
+        options = lib.setAttrByPath path (lib.mkOption {
+          type = types.json;
+          default = null;
+        });
+        config.assertions = [
+          {
+            assertion = lib.attrByPath path null config == null;
+            message = "The option definition `${builtins.concatStringsSep "." path}' no longer has any effect; please remove it.\n${instructions}";
+          }
+        ];
+      };
+    setAttrByPath =
+      path: value:
+      if path == [ ] then value else { ${head path} = lib.setAttrByPath (builtins.tail path) value; };
+    attrByPath =
+      path: default: set:
+      if path == [ ] then
+        set
+      else if isAttrs set && set ? ${head path} then
+        lib.attrByPath (builtins.tail path) default set.${head path}
+      else
+        default;
     literalExpression = text: {
       _type = "literalExpression";
       inherit text;
@@ -235,7 +263,20 @@ let
     else
       throw "The option `${path}' has conflicting definitions.";
 
-  m = import module { inherit config lib pkgs utils; };
+  # The module and its imports (functions of the module arguments, or attrsets).
+  args = { inherit config lib pkgs utils; };
+  top = import module args;
+  modules = [ top ] ++ map (i: if builtins.isFunction i then i args else i) (top.imports or [ ]);
+  m = {
+    options = builtins.foldl' (acc: mod: lib.recursiveUpdate acc (mod.options or { })) nixosOptions modules;
+    config = concatMap (mod: defsOf (mod.config or { })) modules;
+  };
+
+  # NixOS options outside the module that it reads: other modules' unit definitions.
+  nixosOptions.systemd.services = lib.mkOption {
+    type = types.json;
+    default = { };
+  };
 
   # The package option points at a real ixpect (a venv), so the units' ExecStart exist.
   withPackage = definitions // {
@@ -247,11 +288,14 @@ let
     };
   };
 
-  config = resolveOptions "" m.options withPackage // {
-    systemd.package = pkgs.systemd;
+  resolved = resolveOptions "" m.options withPackage;
+  config = resolved // {
+    systemd = resolved.systemd // {
+      package = pkgs.systemd;
+    };
   };
 
-  out = merge "" (defsOf m.config);
+  out = merge "" (concatMap defsOf m.config);
   failed = filter (a: !a.assertion) (out.assertions or [ ]);
 in
 if failed != [ ] then
