@@ -58,9 +58,9 @@ def test_routing_each_channel_gets_exactly_its_events(rec):
 
 @pytest.mark.parametrize("catch_all", [None, "compatible", "all"])
 def test_catch_all_gets_unasked_additions_only_when_opted_in(rec, tmp_path, catch_all):
-    """An upstream config's catch-all channel gets upstream's event types (and the
-    monitor's own IXPECT_TEST and IXPECT_TABLE_FULL); ARP_SENDER_MISMATCH and
-    IXPECT_BAD_PACKET, raised without being asked, only where asked for."""
+    """An upstream config's catch-all channel gets upstream's event types, the enabled
+    additional probes' and IXPECT_TABLE_FULL; ARP_SENDER_MISMATCH and IXPECT_BAD_PACKET,
+    raised without being asked, only where asked for."""
     conf = tmp_path / "ixpect.conf.yaml"
     conf.write_text(f"""
 event:
@@ -72,7 +72,7 @@ event:
         - url: {rec.url}/named
           events: [ARP_SENDER_MISMATCH]
 """)
-    d = Delivery.from_config(load(conf)["event"], **{})
+    d = Delivery.from_config(load(conf)["event"])
     unasked = [arp_batch(type="ARP_SENDER_MISMATCH"), arp_batch(type="IXPECT_BAD_PACKET")]
     d([*window(), *unasked, arp_batch(type="IXPECT_TABLE_FULL"), arp_batch(type="ROUTING_PROTOCOL_FOUND")])
     wait_for(lambda: len(rec.requests) == 2, what="two requests")
