@@ -50,7 +50,7 @@ class Recorder:
     (400 for any body containing `reject`)."""
 
     def __init__(self, statuses: list[int] | None = None, port: int = 0, reject: bytes | None = None,
-                 cert: tuple[Path, Path] | None = None):
+                 cert: tuple[Path, Path] | None = None, client_ca: Path | None = None):
         self.requests: list[dict] = []
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
@@ -79,6 +79,9 @@ class Recorder:
         if cert is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*cert)
+            if client_ca is not None:  # mutual TLS: only clients with a certificate it signed
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(client_ca)
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
                                                  do_handshake_on_connect=False)
         scheme = "https" if cert is not None else "http"

@@ -254,7 +254,9 @@ event:
         "url": "https://example.net/hook", "method": "POST", "content_type": "application/json",
         "headers": {}, "verify_tls": True, "timeout": 10.0, "events": []}]
     assert notifiers["alertmanager"]["channels"] == [
-        {"url": "http://127.0.0.1:9093", "timeout": 10.0, "events": ["IXPECT_TEST"]}]
+        {"url": "http://127.0.0.1:9093", "timeout": 10.0, "verify_tls": True, "events": ["IXPECT_TEST"]}]
+    assert notifiers["alertmanager"]["resolve_after"] == 300.0
+    assert notifiers["alertmanager"]["severity"]["default"] == "warning"
 
 
 def test_durations_are_converted_to_seconds():

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import socket
+import time
+from datetime import datetime
 
 import pytest
+import yaml
 from notifyutil import RETRY, Recorder, arp_batch, make_cert
 
 from conftest import wait_for
 
+from ixpect import config
 from ixpect.events import Batch
 from ixpect.notify import channels
 from ixpect.notify.delivery import Delivery
@@ -119,24 +124,120 @@ def test_slack_one_mrkdwn_message_per_type(server, tmp_path):
     assert texts[1].startswith("*[IXpect] STP_PACKET_FOUND triggered in 1 batches") and b.id in texts[1]
 
 
+def am_config(url, **channel):
+    """An alertmanager notifier section as config.load completes it."""
+    cfg = config.load_text(yaml.safe_dump({"event": {"notifiers": {"alertmanager": {
+        "labels": {"pop": "fra1", "lan": "peering"},
+        "link": "https://portal.example/as{{ member.asn if member else 'unknown' }}/{{ type }}",
+        "channels": [{"url": url, **channel}]}}}}))
+    return cfg["event"]["notifiers"]
+
+
 def test_alertmanager_labels(server):
     rec = server()
-    d = Delivery(channels({"alertmanager": {"channels": [{"url": rec.url, "timeout": 5.0}]}}), **RETRY)
+    d = Delivery(channels(am_config(rec.url)), **RETRY)
     spoof = arp_batch("192.0.2.1")
     bum = Batch("BUM_RATE_BROADCAST_EXCEEDED", {"mac_addr_source": "02:00:00:00:00:01", "count": 900,
                                                 "threshold": 100, "window": "1s"}, None, 1.0, 2.0, 4)
+    sent = time.time()
     d([spoof, bum])
     (alerts,) = wait_for(lambda: rec.delivered("/api/v2/alerts"), what="the alerts")
     d.close(1)
     host = socket.gethostname()
     assert alerts[0]["labels"] == {"alertname": "ARP_NEIGHBOR_SPOOFED_STATIC", "source": "ixpect", "instance": host,
-                                   "mac": "aa:bb:cc:dd:ee:ff", "ip": "192.0.2.1",
-                                   "asn": "64500", "member": "Example & Co"}
-    assert alerts[0]["startsAt"] == "2025-10-25T21:00:13.123456Z" and "endsAt" not in alerts[0]
+                                   "pop": "fra1", "lan": "peering", "severity": "critical",
+                                   "mac": "aa:bb:cc:dd:ee:ff", "ip": "192.0.2.1", "asn": "64500",
+                                   "member": "Example & Co"}
+    assert alerts[0]["startsAt"] == "2025-10-25T21:00:13.123456Z"
     assert alerts[0]["annotations"]["count"] == "3" and alerts[0]["annotations"]["batch_id"] == spoof.id
+    assert json.loads(alerts[0]["annotations"]["data"]) == spoof.data
+    assert alerts[0]["annotations"]["link"] == alerts[0]["generatorURL"] == \
+        "https://portal.example/as64500/ARP_NEIGHBOR_SPOOFED_STATIC"
+    # a batch of an old replay ends resolve_after (5min) from now, not from its frame time
+    ends = datetime.fromisoformat(alerts[0]["endsAt"].replace("Z", "+00:00")).timestamp()
+    assert sent + 300 <= ends <= time.time() + 300
     assert alerts[1]["labels"] == {"alertname": "BUM_RATE_BROADCAST_EXCEEDED", "source": "ixpect", "instance": host,
+                                   "pop": "fra1", "lan": "peering", "severity": "critical",
                                    "mac": "02:00:00:00:00:01"}
+    assert alerts[1]["generatorURL"] == "https://portal.example/asunknown/BUM_RATE_BROADCAST_EXCEEDED"
     assert all(isinstance(v, str) for a in alerts for v in (*a["labels"].values(), *a["annotations"].values()))
+
+
+def test_alertmanager_capture_resumed_ends_the_silent_alert(server):
+    rec = server()
+    d = Delivery(channels(am_config(rec.url)), **RETRY)
+    silent = Batch("IXPECT_CAPTURE_SILENT", {"source": "eth1", "silent_for": 60.0}, None, 1000.0, 1000.0)
+    resumed = Batch("IXPECT_CAPTURE_RESUMED", {"source": "eth1", "silent_for": 600.0}, None, 1540.0, 1540.0)
+    d([silent])
+    wait_for(lambda: rec.delivered("/api/v2/alerts"), what="the silent alert")
+    d([resumed])
+    (fired,), (ended,) = wait_for(lambda: len(got := rec.delivered("/api/v2/alerts")) == 2 and got, what="its end")
+    d.close(1)
+    assert fired["labels"] == ended["labels"] and fired["labels"]["alertname"] == "IXPECT_CAPTURE_SILENT"
+    # it fires until traffic returns, not for resolve_after; then it ends when the traffic returned
+    assert datetime.fromisoformat(fired["endsAt"].replace("Z", "+00:00")).timestamp() > time.time() + 86400
+    assert ended["endsAt"] == "1970-01-01T00:25:40.000000Z"
+
+
+def test_alertmanager_cluster_gets_every_alert_and_one_down_is_no_failure(server, caplog):
+    up, refusing = server(), server([503] * 100)
+    dead = Recorder()
+    dead.close()
+    notifiers = am_config("http://unused.invalid")
+    notifiers["alertmanager"]["channels"] = [{"urls": [dead.url, refusing.url + "/", up.url + "/api/v2/alerts"],
+                                              "timeout": 2.0, "verify_tls": True, "events": []}]
+    tally = {"deliveries": {}, "failures": {}}
+    d = Delivery(channels(notifiers), tally=tally, **RETRY)
+    d([arp_batch()])
+    wait_for(lambda: up.delivered("/api/v2/alerts"), what="the alert at the live Alertmanager")
+    d.close(1)
+    assert len(refusing.requests) == 1 and refusing.requests[0]["path"] == "/api/v2/alerts"
+    assert tally == {"deliveries": {"alertmanager[0]": 1}, "failures": {"alertmanager[0]": 0}}
+    assert "one of 3 Alertmanagers refused: ConnectionError" in caplog.text
+    assert "one of 3 Alertmanagers refused: HTTPError: 503" in caplog.text
+    # all of them down: a failure, retried
+    d = Delivery(channels({"alertmanager": {**notifiers["alertmanager"],
+                                            "channels": [{"urls": [dead.url, refusing.url], "timeout": 2.0}]}}),
+                 tally=tally, **RETRY)
+    d([arp_batch()])
+    wait_for(lambda: tally["failures"]["alertmanager[0]"] >= 2, what="retried failures")
+    d.close(0.2)
+
+
+def test_alertmanager_basic_auth_bearer_and_mutual_tls(server, tmp_path):
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "cli").mkdir()
+    cert = make_cert(tmp_path / "srv")
+    client_cert, client_key = make_cert(tmp_path / "cli")
+    (tmp_path / "pw").write_text("s3cret-basic\n")
+    rec = Recorder(cert=cert, client_ca=client_cert)
+    try:
+        notifiers = am_config(rec.url, basic_auth={"username": "ixpect", "password": {"file": str(tmp_path / "pw")}},
+                              ca_file=str(cert[0]), cert_file=str(client_cert), key_file=str(client_key))
+        d = Delivery(channels(notifiers), **RETRY)
+        d([arp_batch()])
+        wait_for(lambda: rec.delivered("/api/v2/alerts"), what="the alert over mutual TLS")
+        d.close(1)
+        auth = rec.requests[0]["headers"]["Authorization"]
+        assert base64.b64decode(auth.removeprefix("Basic ")) == b"ixpect:s3cret-basic"
+
+        notifiers = am_config(rec.url, bearer_token="t0ken-for-am", ca_file=str(cert[0]),
+                              cert_file=str(client_cert), key_file=str(client_key))
+        d = Delivery(channels(notifiers), **RETRY)
+        d([arp_batch()])
+        wait_for(lambda: len(rec.delivered("/api/v2/alerts")) == 2, what="the alert with a bearer token")
+        d.close(1)
+        assert rec.requests[1]["headers"]["Authorization"] == "Bearer t0ken-for-am"
+        # without the client certificate the server refuses the handshake: a failure, retried
+        notifiers = am_config(rec.url, bearer_token="t0ken-for-am", ca_file=str(cert[0]))
+        tally = {"deliveries": {}, "failures": {}}
+        d = Delivery(channels(notifiers), tally=tally, **RETRY)
+        d([arp_batch()])
+        wait_for(lambda: tally["failures"]["alertmanager[0]"] >= 1, what="the refused handshake")
+        d.close(0.2)
+        assert len(rec.delivered("/api/v2/alerts")) == 2
+    finally:
+        rec.close()
 
 
 def test_secrets_never_logged(server, caplog):
