@@ -21,6 +21,7 @@ from ixpect.members import MemberTable
 from ixpect.notify.delivery import Delivery
 from ixpect.pcap import PcapError, frames
 from ixpect.state import NeighborState
+from ixpect.watchdog import Watchdog
 
 log = logging.getLogger("ixpect")
 
@@ -153,6 +154,7 @@ class Monitor(Service):
         self.engine = Engine(cfg["probes"], self.sink, members, timers=self.outlet.timers)
         self.events: dict[str, int] = {}  # by type, for the metrics
         self.kernel_drops: int | None = None  # of a live source, as the main loop last read them
+        self.watchdog: Watchdog | None = None  # of a live source
         self.state = NeighborState(state_dir, self.engine) if state_dir else None
         if self.state is not None:
             self.state.load()
@@ -179,6 +181,8 @@ class Monitor(Service):
 
     def configure(self, cfg: dict, members: MemberTable | None) -> None:
         self.engine.configure(cfg["probes"], members or MemberTable())
+        if self.watchdog is not None:
+            self.watchdog.configure(cfg["watchdog"])
         if self.state is not None:
             self.state.adopt()
         self.outlet.configure(cfg["event"])
@@ -227,9 +231,11 @@ class Notify(Service):
 
 def live(monitor: Monitor, source, after_chunk=None) -> None:
     """Feed the source's chunks until SIGTERM. Frames bring their kernel time; when
-    none arrive, windows still close on wall-clock time. Kernel drops are logged."""
+    none arrive, windows still close on wall-clock time, and the watchdog notices the
+    silence. Kernel drops are logged."""
     engine, dropped, reported = monitor.engine, 0, 0.0
     log.info("capturing from %s", source.describe())
+    watchdog = monitor.watchdog = Watchdog(monitor.cfg["watchdog"], source.describe(), time.time())
     while True:
         chunk = source.read(TICK)
         if chunk:
@@ -241,6 +247,7 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         if drops != dropped and now - reported >= DROPS_EVERY:
             log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
             dropped, reported = drops, now
+        watchdog.check(now, engine.traffic, monitor.sink)
         monitor.checkpoint(now)
         if after_chunk is not None:
             after_chunk()

@@ -25,7 +25,10 @@ def capture_snapshot(monitor) -> dict:
     frames, octets = {}, {}
     for cls, (n, size) in monitor.engine.traffic().items():
         frames[cls], octets[cls] = n, size
-    return {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops}
+    snap = {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops}
+    if monitor.watchdog is not None:
+        snap["watchdog"] = monitor.watchdog.snapshot()
+    return snap
 
 
 def notify_snapshot(tally: dict[str, dict[str, int]]) -> dict:
@@ -63,6 +66,13 @@ class Metrics:
             if cap.get("kernel_drops") is not None:
                 yield _counter("ixpect_kernel_drops", "Frames the kernel dropped before IXpect could read "
                                "them (PACKET_STATISTICS of the capture socket).", None, cap["kernel_drops"])
+            if "watchdog" in cap:
+                yield GaugeMetricFamily("ixpect_capture_silent", "1 while the capture has seen no frame (of "
+                                        "watchdog.classes) for watchdog.silent_after: the monitor may be blind.",
+                                        value=float(cap["watchdog"]["silent"]))
+                yield GaugeMetricFamily("ixpect_capture_last_traffic_timestamp_seconds", "When the watchdog last "
+                                        "saw frames (of watchdog.classes) arrive (Unix time, to a second).",
+                                        value=cap["watchdog"]["last_traffic"])
             if "received" in cap:
                 yield GaugeMetricFamily("ixpect_capture_report_timestamp_seconds", "When notify last "
                                         "received capture's counters (Unix time).", value=cap["received"])
