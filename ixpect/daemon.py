@@ -70,7 +70,7 @@ class Batching:
         self.event_cfg = event_cfg
         self.state_dir = state_dir
         self.delivered = delivered
-        self.tally: dict[str, dict[str, int]] = {"deliveries": {}, "failures": {}}
+        self.tally: dict[str, dict[str, int]] = {"deliveries": {}, "failures": {}, "dropped": {}}
         self.delivery = Delivery.from_config(event_cfg, state_dir, self.tally)
         self.collector = Collector(event_cfg["collection_window"], self._deliver, event_cfg["max_batches"])
         self.timers = (self.collector,)
@@ -83,6 +83,10 @@ class Batching:
 
     def add(self, ev: Event) -> None:
         self.collector.add(ev)
+
+    def counters(self) -> dict:
+        """For the metrics: the delivery tally and what each channel has pending."""
+        return {**{what: dict(counts) for what, counts in self.tally.items()}, "pending": self.delivery.backlog()}
 
     def test(self) -> None:
         self.delivery.test()
@@ -111,6 +115,7 @@ class Service:
         self.config_path = config_path
         self.cfg = cfg
         self.pending: set[int] = set()
+        self.metrics: metrics.Server | None = None  # of `run` and `notify`
 
     def install_signals(self) -> None:
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM):
@@ -138,7 +143,17 @@ class Service:
             return
         self.configure(cfg, members)
         self.cfg = cfg
+        if self.metrics is not None:
+            try:
+                self.metrics.configure(cfg)
+            except OSError as exc:
+                log.error("%s; metrics stay on %s", exc, self.metrics.listen or "nothing")
         log.info("configuration reloaded from %s", self.config_path)
+
+    def serve_metrics(self, capture, notify) -> None:
+        """Start /metrics if configured; raises OSError when its address cannot be bound."""
+        self.metrics = metrics.Server(self.config_path, capture, notify)
+        self.metrics.configure(self.cfg)
 
 
 class Monitor(Service):
@@ -153,6 +168,7 @@ class Monitor(Service):
         self.outlet = outlet if outlet is not None else Batching(cfg["event"], state_dir)
         self.engine = Engine(cfg["probes"], self.sink, members, timers=self.outlet.timers)
         self.events: dict[str, int] = {}  # by type, for the metrics
+        self.member_events: dict[tuple[str, int, str], int] = {}  # by (type, member ASN, name)
         self.kernel_drops: int | None = None  # of a live source, as the main loop last read them
         self.watchdog: Watchdog | None = None  # of a live source
         self.state = NeighborState(state_dir, self.engine) if state_dir else None
@@ -162,6 +178,9 @@ class Monitor(Service):
 
     def sink(self, ev: Event) -> None:
         self.events[ev.type] = self.events.get(ev.type, 0) + 1
+        if ev.member:
+            key = (ev.type, ev.member["asn"], ev.member["name"])
+            self.member_events[key] = self.member_events.get(key, 0) + 1
         if self.jsonl is not None:
             self.jsonl.write(json.dumps(ev.to_json()) + "\n")
         self.outlet.add(ev)
@@ -346,8 +365,7 @@ def notify(args) -> int:
         log.error("cannot listen on %s: %s", args.socket, exc)
         return EXIT_CONFIG
     try:
-        server = metrics.serve(loaded[0], args.config, lambda: service.receiver.capture_metrics,
-                               service.batching.tally)
+        service.serve_metrics(lambda: service.receiver.capture_metrics, service.batching.counters)
     except OSError as exc:
         log.error("%s", exc)
         service.close()
@@ -359,8 +377,7 @@ def notify(args) -> int:
         log.info("stopping: flushing pending batches")
     finally:
         service.close()
-        if server is not None:
-            server.shutdown()
+        service.metrics.close()
         log.info("%d events received, %d duplicates dropped", service.receiver.received,
                  service.receiver.duplicates)
     return EXIT_OK
@@ -382,16 +399,14 @@ def run(args) -> int:
                 return EXIT_CONFIG
         monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, jsonl=jsonl)
         try:
-            server = metrics.serve(monitor.cfg, args.config, partial(metrics.capture_snapshot, monitor),
-                                   monitor.outlet.tally)
+            monitor.serve_metrics(partial(metrics.capture_snapshot, monitor), monitor.outlet.counters)
         except OSError as exc:
             log.error("%s", exc)
             monitor.close()
             if source is not None:
                 source.close()
             return EXIT_CONFIG
-        if server is not None:
-            stack.callback(server.shutdown)
+        stack.callback(monitor.metrics.close)
         if source is not None:
             return _serve_live(monitor, source)
         monitor.install_signals()

@@ -56,6 +56,7 @@ class Engine:
         self._traffic = {et: [0, 0] for et in CLASSES}  # frames, bytes
         self._other_traffic = [0, 0]
         self._sieve: Sieve | None = None
+        self.unsieved: set[int] = set()  # EtherTypes the sieve gave up until the next configure
         self._spoke = False  # an event was raised since the last frame the sieve could learn
         self.configure(probes_cfg)
 
@@ -107,6 +108,7 @@ class Engine:
         (and whose decoder, if any, the sieve knows); each such EtherType's handlers end
         with one that teaches the sieve the frames they all let pass."""
         self._fold_sieve()
+        self.unsieved = set()
         spec = {}
         for et, handlers in table.items():
             if et < 0x0600 or et in VLAN_TPIDS or et in decoded:
@@ -130,6 +132,7 @@ class Engine:
             self._spoke = False
         elif not self._sieve.teach(buf):
             self._table[et] = self._table[et][:-1]
+            self.unsieved.add(et)
             log.info("EtherType 0x%04x varies too much to sieve; its frames all run the probes", et)
 
     def _fold_sieve(self) -> None:

@@ -2,7 +2,8 @@
 the daemon keeps anyway, so serving them adds no work per frame.
 
 The numbers come as one JSON-able snapshot: `capture_snapshot(monitor)` for frames,
-bytes, kernel drops and events, `notify_snapshot(delivery)` for the notifiers.
+bytes, kernel drops, events, the sieve and the watchdog, `Batching.counters()` for the
+notifiers.
 `ixpect run` serves both from its own objects; in the split deployment capture sits
 in a namespace without addresses, so it sends its snapshot to notify over the relay
 every few seconds and notify serves both. The IX-F refresh (a separate oneshot) is
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -25,15 +25,12 @@ def capture_snapshot(monitor) -> dict:
     frames, octets = {}, {}
     for cls, (n, size) in monitor.engine.traffic().items():
         frames[cls], octets[cls] = n, size
-    snap = {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops}
+    snap = {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops,
+            "member_events": [[*key, n] for key, n in monitor.member_events.items()],
+            "sieve_given_up": sorted(f"0x{et:04x}" for et in monitor.engine.unsieved)}
     if monitor.watchdog is not None:
         snap["watchdog"] = monitor.watchdog.snapshot()
     return snap
-
-
-def notify_snapshot(tally: dict[str, dict[str, int]]) -> dict:
-    """Batching's delivery counters (see Delivery.tally)."""
-    return {what: dict(counts) for what, counts in tally.items()}
 
 
 def ixf_status_path(config_path: str | Path) -> Path:
@@ -53,7 +50,7 @@ class Metrics:
         self.ixf_status = ixf_status_path(config_path)
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         cap = self.capture()
         if cap is not None:
@@ -63,6 +60,17 @@ class Metrics:
             yield _counter("ixpect_bytes", "Bytes of the frames seen (as captured), by EtherType class.",
                            "class", cap["bytes"])
             yield _counter("ixpect_events", "Events raised by the probes, by event type.", "type", cap["events"])
+            c = CounterMetricFamily("ixpect_member_events", "Events naming a member (the sender of the frame), "
+                                    "by member and event type.", labels=["asn", "member", "type"])
+            for type_, asn, name, n in cap.get("member_events", ()):
+                c.add_metric([str(asn), name, type_], n)
+            yield c
+            g = GaugeMetricFamily("ixpect_sieve_given_up", "1 for an EtherType whose frames varied too much for "
+                                  "the sieve: they all run the probes (more CPU per frame) until the next reload.",
+                                  labels=["ether_type"])
+            for et in cap.get("sieve_given_up", ()):
+                g.add_metric([et], 1.0)
+            yield g
             if cap.get("kernel_drops") is not None:
                 yield _counter("ixpect_kernel_drops", "Frames the kernel dropped before IXpect could read "
                                "them (PACKET_STATISTICS of the capture socket).", None, cap["kernel_drops"])
@@ -81,6 +89,14 @@ class Metrics:
                        note["deliveries"])
         yield _counter("ixpect_notifier_failures", "Failed delivery attempts of a notifier channel "
                        "(each is retried).", "channel", note["failures"])
+        yield _counter("ixpect_notifier_dropped_batches", "Batches a notifier channel dropped undelivered "
+                       "(older than delivery.max_age, or pending at exit without a state directory).", "channel",
+                       note["dropped"])
+        g = GaugeMetricFamily("ixpect_notifier_pending", "Messages of a notifier channel waiting for delivery "
+                              "(or a retry).", labels=["channel"])
+        for channel, n in sorted(note["pending"].items()):
+            g.add_metric([channel], float(n))
+        yield g
         yield from self._ixf()
 
     def _ixf(self):
@@ -88,14 +104,19 @@ class Metrics:
 
         try:
             status = json.loads(self.ixf_status.read_bytes())
-            refreshed, entries = float(status["refreshed"]), dict(status["entries"])
+            refreshed, failed = (float(status[k]) if k in status else None for k in ("refreshed", "failed"))
+            entries = dict(status.get("entries", {}))
         except FileNotFoundError:
             return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             log.warning("%s: unreadable IX-F status: %s", self.ixf_status, exc)
             return
-        yield GaugeMetricFamily("ixpect_ixf_refresh_timestamp_seconds", "Last successful `ixpect ixf render` "
-                                "(Unix time), changed or not.", value=refreshed)
+        if refreshed is not None:
+            yield GaugeMetricFamily("ixpect_ixf_refresh_timestamp_seconds", "Last successful `ixpect ixf render` "
+                                    "(Unix time), changed or not.", value=refreshed)
+        if failed is not None:
+            yield GaugeMetricFamily("ixpect_ixf_refresh_failure_timestamp_seconds", "Last failed `ixpect ixf "
+                                    "render` (Unix time); the config kept is the last good one.", value=failed)
         g = GaugeMetricFamily("ixpect_ixf_entries", "Entries of the last rendered IX-F export: members, "
                               "IPv4 and IPv6 addresses.", labels=["kind"])
         for kind, n in sorted(entries.items()):
@@ -120,21 +141,51 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(cfg: dict, config_path: str, capture: Callable[[], dict | None], tally: dict):
-    """Start the HTTP server thread if the config has `metrics`; returns the server (to
-    shutdown()) or None. Raises OSError when the address cannot be bound."""
-    if "metrics" not in cfg:
-        return None
-    # imported only here: 50 ms of start-up that a monitor without metrics need not pay
-    from prometheus_client import CollectorRegistry, start_http_server
+class Server:
+    """The /metrics HTTP server of `run` or `notify`; a reload that changes
+    `metrics.listen` moves it (or starts or stops it)."""
 
-    listen = cfg["metrics"]["listen"]
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Metrics(capture, partial(notify_snapshot, tally), config_path))
-    host, port = parse_listen(listen)
-    try:
-        server, _ = start_http_server(port, host, registry=registry)
-    except OSError as exc:
-        raise OSError(f"cannot serve metrics on {listen}: {exc.strerror or exc}") from None
-    log.info("metrics on http://%s/metrics", listen)
-    return server
+    def __init__(self, config_path: str, capture: Callable[[], dict | None], notify: Snapshot):
+        self.collector = Metrics(capture, notify, config_path)
+        self.listen: str | None = None
+        self.server = None
+
+    def configure(self, cfg: dict) -> None:
+        """Serve on `metrics.listen` (none: stop). Raises OSError when the address cannot
+        be bound; then the previous address is served again, if it can be."""
+        listen = (cfg.get("metrics") or {}).get("listen")
+        if listen == self.listen:
+            return
+        previous = self.listen
+        self.close()  # first: the new address may share the port
+        try:
+            self._start(listen)
+        except OSError:
+            if previous is not None:
+                try:
+                    self._start(previous)
+                except OSError:
+                    log.error("metrics: cannot serve on %s again either", previous)
+            raise
+
+    def _start(self, listen: str | None) -> None:
+        if listen is None:
+            return
+        # imported only here: 50 ms of start-up that a monitor without metrics need not pay
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.collector)
+        host, port = parse_listen(listen)
+        try:
+            self.server, _ = start_http_server(port, host, registry=registry)
+        except OSError as exc:
+            raise OSError(f"cannot serve metrics on {listen}: {exc.strerror or exc}") from None
+        self.listen = listen
+        log.info("metrics on http://%s/metrics", listen)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        self.server, self.listen = None, None

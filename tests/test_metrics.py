@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -125,6 +126,9 @@ def test_run_serves_metrics_while_capturing(tmp_path):
         got = wait_for(lambda: delivered(port), what="a delivered window in /metrics")
         assert got[("ixpect_notifier_deliveries_total", (("channel", "log[0]"),))] == 1
         assert got[("ixpect_notifier_failures_total", (("channel", "log[0]"),))] == 0
+        assert got[("ixpect_notifier_dropped_batches_total", (("channel", "log[0]"),))] == 0
+        assert got[("ixpect_notifier_pending", (("channel", "log[0]"),))] == 0
+        assert got[("ixpect_capture_silent", ())] == 0
         assert stop(proc) == 0
     finally:
         stop(proc)
@@ -185,3 +189,73 @@ def test_a_metrics_address_in_use_is_a_clear_start_error(tmp_path):
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_metrics_listen_moves_on_reload(tmp_path):
+    """SIGHUP with another metrics.listen moves /metrics; an address that cannot be bound
+    is refused with an error and the old one stays; without `metrics` it stops."""
+    conf, log, port = tmp_path / "ixpect.conf.yaml", tmp_path / "run.log", free_tcp_port()
+    config(conf, port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        udp = s.getsockname()[1]
+    proc = start(["run", "-c", conf, "--vxlan", f"127.0.0.1:{udp}"], log)
+    taken = socket.socket()
+    try:
+        wait_for(lambda: scrape(port), what="/metrics on the first port")
+        moved = free_tcp_port()
+        config(conf, moved)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: refused(port) and scrape(moved), what="/metrics on the new port only")
+
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config(conf, taken.getsockname()[1])
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "Address already in use; metrics stay on" in log.read_text(), what="the refused address")
+        assert scrape(moved)
+
+        conf.write_text(conf.read_text().split("metrics:")[0])
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: refused(moved), what="/metrics to stop")
+        assert proc.poll() is None and stop(proc) == 0
+    finally:
+        taken.close()
+        stop(proc)
+
+
+def refused(port: int) -> bool:
+    try:
+        scrape(port)
+    except OSError:
+        return True
+    return False
+
+
+def test_a_failed_ixf_refresh_is_a_metric(tmp_path):
+    status = {"refreshed": 1_700_000_000.5, "entries": {"members": 3}, "failed": 1_700_000_600.0, "error": "HTTP 503"}
+    (tmp_path / "ixpect.conf.status.json").write_text(json.dumps(status))
+    got = {m.name: m.samples for m in ixpect.metrics.Metrics(lambda: None, lambda: NO_NOTIFIERS,
+                                                             tmp_path / "ixpect.conf.yaml").collect()}
+    assert got["ixpect_ixf_refresh_failure_timestamp_seconds"][0].value == 1_700_000_600.0
+    assert got["ixpect_ixf_refresh_timestamp_seconds"][0].value == 1_700_000_000.5
+    # a render that never succeeded: a failure and no success
+    (tmp_path / "ixpect.conf.status.json").write_text(json.dumps({"failed": 1_700_000_600.0, "error": "x"}))
+    got = {m.name for m in ixpect.metrics.Metrics(lambda: None, lambda: NO_NOTIFIERS,
+                                                  tmp_path / "ixpect.conf.yaml").collect()}
+    assert "ixpect_ixf_refresh_failure_timestamp_seconds" in got and "ixpect_ixf_refresh_timestamp_seconds" not in got
+
+
+NO_NOTIFIERS = {"deliveries": {}, "failures": {}, "dropped": {}, "pending": {}}
+
+
+def test_ixf_render_records_its_failure_beside_the_last_success(tmp_path):
+    out = tmp_path / "ixpect.conf.yaml"
+    status = out.with_name("ixpect.conf.status.json")
+    status.write_text(json.dumps({"refreshed": 1_700_000_000.5, "entries": {"members": 3}}))
+    result = subprocess.run([sys.executable, "-m", "ixpect", "ixf", "render", "--source", tmp_path / "missing.json",
+                             "--ixp-id", "1", "--vlan-id", "1", "-o", out], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and not out.exists()
+    got = json.loads(status.read_text())
+    assert got["refreshed"] == 1_700_000_000.5 and got["entries"] == {"members": 3}
+    assert got["failed"] > 1_700_000_600 and "missing.json" in got["error"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ixpect.ixf import IxfError, Problems, fetch, schema
 from ixpect.ixf.normalise import Export, counts
-from ixpect.ixf.render import Options, render, write, write_status
+from ixpect.ixf.render import Options, render, write, write_failure, write_status
 
 
 def list_main(args) -> int:
@@ -52,6 +52,7 @@ def render_main(args) -> int:
         changed = write(rendered, opts)
         write_status(rendered, opts)
     except IxfError as e:
+        write_failure(opts.output, e)
         _warn(problems)
         return _fail(e)
     _warn(problems)

@@ -142,6 +142,23 @@ def write_status(r: Rendered, opts: Options) -> None:
         raise IxfError(f"{path}: cannot write: {e.strerror}") from None
 
 
+def write_failure(output: Path, error: IxfError) -> None:
+    """Record a failed refresh in the status file, keeping the last success, so that
+    the metrics tell a refresh that keeps failing from one that is merely unchanged.
+    Best effort: the failure itself is what the caller reports."""
+    path = ixf_status_path(output)
+    try:
+        status = json.loads(path.read_bytes())
+        status = status if isinstance(status, dict) else {}
+    except (OSError, ValueError):
+        status = {}
+    status.update(failed=time.time(), error=str(error))
+    try:
+        write_atomic(path, json.dumps(status).encode() + b"\n", 0o644)
+    except OSError:
+        pass
+
+
 def write_if_changed(path: Path, text: str, mode: int) -> bool:
     """Atomic replace (temp file, fsync, rename) only when the bytes differ; keeps an existing mode."""
     data = text.encode()

@@ -117,9 +117,9 @@ class Worker(threading.Thread):
                 self.cond.wait_for(lambda: self.closing, timeout=delay)
         self._last_pass()
 
-    def _count(self, what: str) -> None:
-        counts = self.delivery.tally[what]  # only this worker writes its channel's entries
-        counts[self.channel.name] = counts.get(self.channel.name, 0) + 1
+    def _count(self, what: str, n: int = 1) -> None:
+        counts = self.delivery.tally.setdefault(what, {})  # only this worker writes its channel's entries
+        counts[self.channel.name] = counts.get(self.channel.name, 0) + n
 
     def _send(self, job: Job) -> bool:
         try:
@@ -145,6 +145,7 @@ class Worker(threading.Thread):
             if job.path is not None:
                 job.path.unlink(missing_ok=True)
         if old:
+            self._count("dropped", sum(len(j.batches) for j in old))
             log.error("%s: dropped %s older than max_age %.0fs, undelivered",
                       self.channel.name, counted(old), self.delivery.max_age)
 
@@ -165,6 +166,7 @@ class Worker(threading.Thread):
                         self.channel.name, len(kept))
         lost = [j for j in left if j.path is None]
         if lost:
+            self._count("dropped", sum(len(j.batches) for j in lost))
             log.error("%s: dropped %s at shutdown, undelivered (no state dir)", self.channel.name, counted(lost))
 
 
@@ -174,9 +176,9 @@ class Delivery:
     def __init__(self, chans: list[Channel], state_dir: str | Path | None = None, *,
                  retry_initial: float = 5.0, retry_max: float = 600.0, max_age: float = 86400.0,
                  tally: dict[str, dict[str, int]] | None = None):
-        #: messages delivered and failed attempts per channel name, for the metrics (a reload
-        #: hands the same dicts to the new Delivery, so the counters keep counting)
-        self.tally = tally if tally is not None else {"deliveries": {}, "failures": {}}
+        #: messages delivered, failed attempts and batches dropped per channel name, for the
+        #: metrics (a reload hands the same dicts to the new Delivery: they keep counting)
+        self.tally = tally if tally is not None else {"deliveries": {}, "failures": {}, "dropped": {}}
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.max_age = max_age
@@ -222,6 +224,10 @@ class Delivery:
         """Send an IXPECT_TEST batch through the normal routing (SIGUSR1)."""
         now = time.time()
         self([Batch("IXPECT_TEST", {}, None, now, now)])
+
+    def backlog(self) -> dict[str, int]:
+        """Units not yet delivered, by channel name."""
+        return {w.channel.name: len(w.jobs) for w in self.workers}
 
     def pending(self) -> int:
         """Windows not yet routed plus units not yet delivered, over all channels."""
