@@ -16,18 +16,16 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 import yaml
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
-from test_metrics import free_tcp_port, scrape
+from test_metrics import dashboard_queries, free_tcp_port
 
 from conftest import require_tool
 from livenet import IXPECT, PEER1_MAC, PEER2_MAC, lan, needs_root, netns_up, start, stop, wait_for  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "contrib" / "prometheus" / "ixpect.rules.yml"
-DASHBOARD = REPO / "contrib" / "grafana" / "ixpect.json"
 MEMBERS = {"macs": {PEER1_MAC: {"asn": 64500, "name": "Storm Networks"},
                     PEER2_MAC: {"asn": 64501, "name": "Other Carrier"}}}
 POPS = ("fra1", "ams1")
@@ -203,13 +201,6 @@ def test_two_monitors_one_alertmanager_one_prometheus(lan, tmp_path):  # noqa: F
         # the storm is over: the alerts resolve after resolve_after
         wait_for(lambda: alerts(am, "64501") == [] and alerts(am, "64500") == [], timeout=30,
                  what="the alerts to resolve")
-
-
-def dashboard_queries() -> list[str]:
-    dash = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", ())]
-    exprs += [v["query"]["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
-    return exprs
 
 
 def check_dashboard(prom: str, exposition: str) -> None:

@@ -34,6 +34,7 @@ FRAMES = {
     "llc": [Dot3(src=B, dst=BCAST) / LLC(dsap=0xfe, ssap=0xfe, ctrl=3) / Raw(b"\x83" + bytes(40))],
     "other": [Ether(src=B, dst=BCAST, type=0x88b5) / Raw(b"local experimental" + bytes(30))],
 }
+DASHBOARD = Path(__file__).resolve().parent.parent / "contrib" / "grafana" / "ixpect.json"
 EVENTS = {"ARP_NEIGHBOR_NEW_DYNAMIC": 2, "IPV6_NEIGHBOR_NEW_DYNAMIC": 1}
 
 
@@ -163,15 +164,20 @@ def test_notify_serves_the_metrics_of_capture(lan, monitor_ns, tmp_path):  # noq
         stop(notify)
 
 
+def dashboard_queries() -> list[str]:
+    """The PromQL of every panel and template variable of the Grafana dashboard."""
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", ())]
+    return exprs + [v["query"]["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+
+
 def test_grafana_dashboard_uses_only_metrics_ixpect_exports():
-    """Every metric name in the dashboard's queries is one ixpect.metrics defines."""
-    repo = Path(__file__).resolve().parent.parent
+    """Every metric name in the dashboard's queries is one ixpect.metrics defines
+    (tests/test_fleet.py runs them against a live exposition and Prometheus)."""
     source = Path(ixpect.metrics.__file__).read_text()
     defined = set(re.findall(r'"(ixpect_[a-z0-9_]+)"', source))
     defined |= {f"{name}_total" for name in defined}  # counters are exposed with _total
-    dash = json.loads((repo / "contrib" / "grafana" / "ixpect.json").read_text())
-    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    exprs += [v["query"]["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    exprs = dashboard_queries()
     used = {name for e in exprs for name in re.findall(r"\bixpect_[a-z0-9_]+", e)}
     assert len(exprs) >= 8 and used and not used - defined, used - defined
 

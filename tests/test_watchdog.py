@@ -38,12 +38,13 @@ def run(dog, counters, times):
 def test_silence_is_reported_once_and_its_end_with_how_long_it_lasted():
     counters, dog = Counters(), Watchdog(WATCH, "eth1", 1000.0)
     assert run(dog, counters, [1000.0, 1005.0, 1009.0]) == []
+    since = "1970-01-01T00:16:40.000000Z"
     assert run(dog, counters, [1010.0, 1011.0, 1100.0]) == [
-        ("IXPECT_CAPTURE_SILENT", 1010.0, {"source": "eth1", "since": "1970-01-01T00:16:40.000000Z", "silent_for": 10})]
+        ("IXPECT_CAPTURE_SILENT", 1010.0, {"source": "eth1", "since": since, "silent_for": 10})]
     assert dog.snapshot() == {"silent": True, "last_traffic": 1000.0}
     counters.frames["llc"] += 1
     assert run(dog, counters, [1130.4]) == [
-        ("IXPECT_CAPTURE_RESUMED", 1130.4, {"source": "eth1", "since": "1970-01-01T00:16:40.000000Z", "silent_for": 130})]
+        ("IXPECT_CAPTURE_RESUMED", 1130.4, {"source": "eth1", "since": since, "silent_for": 130})]
     assert dog.snapshot() == {"silent": False, "last_traffic": 1130.4}
     assert run(dog, counters, [1135.0, 1139.0]) == []
     assert [e[0] for e in run(dog, counters, [1140.5])] == ["IXPECT_CAPTURE_SILENT"]
