@@ -24,6 +24,8 @@ from test_metrics import dashboard_queries, free_tcp_port
 from conftest import require_tool
 from livenet import IXPECT, PEER1_MAC, PEER2_MAC, lan, needs_root, netns_up, start, stop, wait_for  # noqa: F401
 
+from ixpect import config
+
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "contrib" / "prometheus" / "ixpect.rules.yml"
 MEMBERS = {"macs": {PEER1_MAC: {"asn": 64500, "name": "Storm Networks"},
@@ -39,6 +41,23 @@ def test_shipped_rules_pass_promtool_check_and_unit_tests():
     unit = subprocess.run(["promtool", "test", "rules", RULES.with_name("ixpect.rules.test.yml")],
                           capture_output=True, text=True)
     assert unit.returncode == 0 and "SUCCESS" in unit.stdout, unit.stdout + unit.stderr
+
+
+def test_the_fleet_page_configs_are_valid(tmp_path):
+    """docs/fleet.md's monitor, Alertmanager and Prometheus configs pass their own checkers."""
+    require_tool("promtool")
+    require_tool("amtool")
+    ixpect_cfg, am_cfg, prom_cfg = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "fleet.md").read_text(), re.S)
+    assert config.validate(yaml.safe_load(ixpect_cfg)) == []
+    (tmp_path / "am.yml").write_text(am_cfg)
+    check = subprocess.run(["amtool", "check-config", tmp_path / "am.yml"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    prom = yaml.safe_load(prom_cfg)
+    assert prom["rule_files"] == ["/etc/prometheus/rules/ixpect.rules.yml"]
+    prom["rule_files"] = [str(RULES)]
+    (tmp_path / "prom.yml").write_text(yaml.safe_dump(prom))
+    check = subprocess.run(["promtool", "check", "config", tmp_path / "prom.yml"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def http_json(url: str, body=None, method: str | None = None):
