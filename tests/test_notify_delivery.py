@@ -191,8 +191,10 @@ def test_without_state_dir_undelivered_work_is_counted_as_dropped(caplog):
     d = Delivery(channels({"http": {"channels": [hook(dead.url)]}}), **RETRY)
     d([arp_batch(), arp_batch("192.0.2.9", count=4)])
     d([arp_batch()])
+    wait_for(lambda: d.backlog() == {"http[0]": 2}, what="two units pending")  # ixpect_notifier_pending
     d.close(0.5)
     assert "http[0]: dropped 3 batches (10 events) at shutdown, undelivered (no state dir)" in caplog.text
+    assert d.tally["dropped"] == {"http[0]": 3}
 
 
 def test_expired_work_is_dropped_with_a_count(tmp_path, caplog):
@@ -202,9 +204,11 @@ def test_expired_work_is_dropped_with_a_count(tmp_path, caplog):
     d([arp_batch(), arp_batch("192.0.2.9", count=4)])
     wait_for(lambda: list(tmp_path.glob("spool/*/*.json")), what="the spool file")
     wait_for(lambda: "older than max_age" in caplog.text, what="the drop")
+    assert d.backlog() == {"http[0]": 0}
     d.close(0.5)
     assert "http[0]: dropped 2 batches (7 events) older than max_age 0s, undelivered" in caplog.text
     assert list(tmp_path.glob("spool/*/*.json")) == []
+    assert d.tally["dropped"] == {"http[0]": 2}  # ixpect_notifier_dropped_batches_total
 
 
 def test_spool_follows_the_destination_not_the_position(tmp_path):

@@ -198,3 +198,6 @@ def test_a_sieve_that_does_not_pay_is_given_up(monkeypatch, caplog):
     assert _sieved(r, *pairs) == 0
     assert r.engine._table[0x0806] == (r.engine._arp,)  # nothing left to learn
     assert r.engine.frames == 300 and len(r.events) == 100
+    assert r.engine.unsieved == {0x0806}  # ixpect_sieve_given_up{ether_type="0x0806"} 1
+    r.engine.configure({"arp_neighbor": {"enable": True, "dynamic_enable": True}})
+    assert r.engine.unsieved == set() and r.engine._table[0x0806][-1] == r.engine._teach
