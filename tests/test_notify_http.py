@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import time
+from dataclasses import fields
 from datetime import datetime
 
 import pytest
@@ -136,7 +137,10 @@ def am_config(url, **channel):
 def test_alertmanager_labels(server):
     rec = server()
     d = Delivery(channels(am_config(rec.url)), **RETRY)
-    spoof = arp_batch("192.0.2.1")
+    plain = arp_batch("192.0.2.1")  # and one that names the victim of the spoof too:
+    spoof = type("Claimed", (Batch,), {})(**{f.name: getattr(plain, f.name) for f in fields(Batch)})
+    spoof.member_claimed = {"asn": 64501, "name": "Victim Ltd",
+                            "shared_with": [{"asn": 64502, "name": "Victim's Sister"}]}
     bum = Batch("BUM_RATE_BROADCAST_EXCEEDED", {"mac_addr_source": "02:00:00:00:00:01", "count": 900,
                                                 "threshold": 100, "window": "1s"}, None, 1.0, 2.0, 4)
     sent = time.time()
@@ -147,7 +151,8 @@ def test_alertmanager_labels(server):
     assert alerts[0]["labels"] == {"alertname": "ARP_NEIGHBOR_SPOOFED_STATIC", "source": "ixpect", "instance": host,
                                    "pop": "fra1", "lan": "peering", "severity": "critical",
                                    "mac": "aa:bb:cc:dd:ee:ff", "ip": "192.0.2.1", "asn": "64500",
-                                   "member": "Example & Co"}
+                                   "member": "Example & Co", "claimed_asn": "64501/64502",
+                                   "claimed_member": "Victim Ltd / Victim's Sister"}
     assert alerts[0]["startsAt"] == "2025-10-25T21:00:13.123456Z"
     assert alerts[0]["annotations"]["count"] == "3" and alerts[0]["annotations"]["batch_id"] == spoof.id
     assert json.loads(alerts[0]["annotations"]["data"]) == spoof.data
