@@ -1,5 +1,5 @@
-# A real Alertmanager and Prometheus (with promtool) for tests/test_fleet.py: the alertmanager
-# notifier, the metrics exposition, the shipped alerting rules and the Grafana dashboard.
+# A real Alertmanager (with amtool) and Prometheus (with promtool) for tests/test_fleet.py:
+# the alertmanager notifier, the metrics exposition, the shipped rules, the dashboard.
 set -euo pipefail
 need=()
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
