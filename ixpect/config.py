@@ -91,6 +91,17 @@ def _duration(value: str | dict) -> float | dict:
     return seconds
 
 
+@_format("template", str)
+def _template(value: str) -> str:
+    import jinja2  # only a config with a template pays for it
+
+    try:
+        jinja2.Environment().parse(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"{value!r} is not a jinja2 template: {exc.message}") from None
+    return value
+
+
 @_format("mac", str)
 def _mac(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", value):

@@ -454,3 +454,24 @@ def test_docs_document_every_key():
     missing = [p for p in schema_paths() if f"`{p}`" not in section]
     missing += [e for e in config.schema()["$defs"]["event_type"]["enum"] if e not in section]
     assert not missing
+
+
+def test_a_broken_alertmanager_link_template_is_a_config_error():
+    text = """\
+event:
+  notifiers:
+    alertmanager:
+      link: "https://portal.example/{{ member.asn"
+      channels: [{url: "http://127.0.0.1:9093", urls: ["http://127.0.0.1:9094"]}]
+"""
+    got = errors(text)
+    assert got[0].startswith("t.yaml:4: event.notifiers.alertmanager.link: "
+                             "'https://portal.example/{{ member.asn' is not a jinja2 template: "), got
+    assert got[1:] == ["t.yaml:5: event.notifiers.alertmanager.channels[0].urls: url and urls are mutually exclusive: "
+                       "set only one"]
+    assert errors(text.replace(', urls: ["http://127.0.0.1:9094"]', ", bearer_token: t, basic_auth: {username: u}")
+                  .replace("{{ member.asn", "{{ member.asn }}")) == [
+        "t.yaml:5: event.notifiers.alertmanager.channels[0].basic_auth: missing required key: one of 'password', "
+        "'password_file'",
+        "t.yaml:5: event.notifiers.alertmanager.channels[0].bearer_token: basic_auth and bearer_token are mutually "
+        "exclusive: set only one"]

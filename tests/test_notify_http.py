@@ -270,3 +270,15 @@ def test_secrets_never_logged(server, caplog):
     assert '"POST *** HTTP/1.1" 500' in text  # urllib3's own line, scrubbed
     for secret in ("SLACKSECRET1", "QUERYSECRET2", "HEADERSECRET3", "URLPASSWORD4"):
         assert secret not in text
+
+
+def test_alertmanager_link_that_fails_to_render_does_not_hold_the_alert_back(server, caplog):
+    rec = server()
+    notifiers = am_config(rec.url)
+    notifiers["alertmanager"]["link"] = "https://portal.example/{{ data.count // 0 }}"  # valid; fails: no count
+    d = Delivery(channels(notifiers), **RETRY)
+    d([arp_batch()])
+    (alerts,) = wait_for(lambda: rec.delivered("/api/v2/alerts"), what="the alert")
+    d.close(1)
+    assert "link" not in alerts[0]["annotations"] and "generatorURL" not in alerts[0]
+    assert "link template failed for ARP_NEIGHBOR_SPOOFED_STATIC, sent without link: UndefinedError" in caplog.text

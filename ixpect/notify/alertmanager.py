@@ -94,8 +94,12 @@ class AlertmanagerNotifier(Notifier):
             ends = max(b.last, now) + (UNTIL_ENDED if name in ENDS.values() else self.resolve_after)
         out = {"labels": labels, "annotations": annotations, "startsAt": iso(min(b.first, now)), "endsAt": iso(ends)}
         if self.link is not None:
-            annotations["link"] = out["generatorURL"] = self.link.render(
-                type=b.type, data=b.data, member=b.member, labels=labels, batch=b.to_json()).strip()
+            try:
+                annotations["link"] = out["generatorURL"] = self.link.render(
+                    type=b.type, data=b.data, member=b.member, labels=labels, batch=b.to_json()).strip()
+            except Exception as exc:  # noqa: BLE001 - a link that fails must not hold the alert back
+                log.warning("alertmanager: link template failed for %s, sent without link: %s: %s",
+                            b.type, type(exc).__name__, exc)
         return out
 
     def send(self, batches: list[Batch]) -> None:
