@@ -282,3 +282,8 @@ def test_alertmanager_link_that_fails_to_render_does_not_hold_the_alert_back(ser
     d.close(1)
     assert "link" not in alerts[0]["annotations"] and "generatorURL" not in alerts[0]
     assert "link template failed for ARP_NEIGHBOR_SPOOFED_STATIC, sent without link: UndefinedError" in caplog.text
+
+
+def test_alertmanager_tls_file_that_cannot_be_read_is_an_error_at_start(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing-ca.pem"):
+        channels(am_config("https://127.0.0.1:9093", ca_file=str(tmp_path / "missing-ca.pem")))

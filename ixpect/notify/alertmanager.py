@@ -22,6 +22,7 @@ import json
 import logging
 import socket
 import time
+from pathlib import Path
 
 import requests
 
@@ -58,6 +59,9 @@ class AlertmanagerNotifier(Notifier):
         self.urls = [endpoint(u) for u in channel.get("urls") or [channel["url"]]]
         self.timeout = float(channel.get("timeout", 10.0))
         self.session = requests.Session()
+        for key in ("ca_file", "cert_file", "key_file"):  # unreadable: an error at start, not at every send
+            if channel.get(key):
+                Path(channel[key]).open("rb").close()
         # per request: a Session's own `verify` loses to REQUESTS_CA_BUNDLE
         self.verify = channel.get("ca_file") or channel.get("verify_tls", True)
         if channel.get("cert_file"):
@@ -109,7 +113,7 @@ class AlertmanagerNotifier(Notifier):
         for url in self.urls:
             try:
                 self.session.post(url, json=body, verify=self.verify, timeout=self.timeout).raise_for_status()
-            except requests.RequestException as exc:
+            except (requests.RequestException, OSError) as exc:  # OSError: a TLS file gone since start
                 errors.append(exc)
         if len(errors) == len(self.urls):
             raise errors[0]
