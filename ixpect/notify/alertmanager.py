@@ -72,7 +72,7 @@ class AlertmanagerNotifier(Notifier):
             self.session.auth = (basic["username"], password)
         elif token:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        self.secrets = (*(s for u in self.urls for s in url_secrets(u) if len(s) > 1 and s != API),
+        self.secrets = (*(s for u in self.urls for s in url_secrets(u) if s != API),  # the path is no secret
                         *(s for s in (password, token) if s))
 
     def alert(self, b: Batch, now: float) -> dict:
