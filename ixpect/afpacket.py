@@ -118,8 +118,12 @@ class AfPacketSource:
         self.dropped += dropped  # reading the statistics resets them
         return self.dropped
 
-    def describe(self) -> str:
+    @property
+    def name(self) -> str:
         return f"AF_PACKET {self.interface}"
+
+    def describe(self) -> str:
+        return self.name
 
     def close(self) -> None:
         self.ring.close()

@@ -254,7 +254,7 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
     silence. Kernel drops are logged."""
     engine, dropped, reported = monitor.engine, 0, 0.0
     log.info("capturing from %s", source.describe())
-    watchdog = monitor.watchdog = Watchdog(monitor.cfg["watchdog"], source.describe(), time.time())
+    watchdog = monitor.watchdog = Watchdog(monitor.cfg["watchdog"], source.name, time.time())
     while True:
         chunk = source.read(TICK)
         if chunk:

@@ -100,8 +100,12 @@ class VxlanSource:
         """Datagrams the kernel dropped because the receive buffer was full."""
         return self.kernel_drops
 
+    @property
+    def name(self) -> str:
+        return f"VxLAN {self.endpoint}"
+
     def describe(self) -> str:
-        return (f"VxLAN {self.endpoint}: {self.received} datagrams, {self.malformed} malformed, "
+        return (f"{self.name}: {self.received} datagrams, {self.malformed} malformed, "
                 f"{self.foreign} of another VNI (dropped)")
 
     def close(self) -> None:

@@ -4,6 +4,8 @@ the counters alone (unit) and live on a veth whose peer stops sending or loses i
 
 from __future__ import annotations
 
+import signal
+import socket
 import threading
 import time
 
@@ -146,4 +148,26 @@ def test_live_silence_of_a_quiet_peer_and_of_a_link_down(lan, monitor_ns, tmp_pa
         assert stop(proc) == 0
     finally:
         talker.done.set()
+        stop(proc)
+
+
+def test_a_reload_applies_to_the_running_watchdog(tmp_path):
+    """A VxLAN receiver that gets nothing: with silent_after 1hour no silence is reported;
+    SIGHUP with 1s, and it is."""
+    conf, jsonl = tmp_path / "ixpect.conf.yaml", tmp_path / "events.jsonl"
+    base = "event: {collection_window: 1s, notifiers: {log: {}}}\n"
+    conf.write_text(base + "watchdog: {silent_after: 1hour}\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        udp = s.getsockname()[1]
+    proc = start(["run", "-c", conf, "--vxlan", f"127.0.0.1:{udp}", "--jsonl", jsonl], tmp_path / "run.log")
+    try:
+        time.sleep(2.5)
+        assert types(jsonl) == []
+        conf.write_text(base + "watchdog: {silent_after: 1s}\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: types(jsonl) == ["IXPECT_CAPTURE_SILENT"], timeout=10, what="silence after the reload")
+        assert read_jsonl(jsonl)[0]["data"]["source"] == f"VxLAN 127.0.0.1:{udp}"
+        assert stop(proc) == 0
+    finally:
         stop(proc)
