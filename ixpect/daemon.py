@@ -266,7 +266,7 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         if drops != dropped and now - reported >= DROPS_EVERY:
             log.warning("%s: the kernel dropped %d frames (%d in total)", source.describe(), drops - dropped, drops)
             dropped, reported = drops, now
-        watchdog.check(now, engine.traffic, monitor.sink)
+        watchdog.check(now, engine.traffic, engine.emit)
         monitor.checkpoint(now)
         if after_chunk is not None:
             after_chunk()

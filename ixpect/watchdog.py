@@ -12,7 +12,7 @@ nothing about the monitor that reads it."""
 
 from __future__ import annotations
 
-from ixpect.events import Event, iso
+from ixpect.events import iso
 
 #: the watchdog looks at the counters at most this often (seconds)
 EVERY = 1.0
@@ -32,25 +32,27 @@ class Watchdog:
         self.classes = frozenset(cfg["classes"])
 
     def check(self, now: float, traffic, emit) -> None:
-        """`traffic()`: (frames, bytes) by class (Engine.traffic); `emit(event)`."""
+        """`traffic()`: (frames, bytes) by class (Engine.traffic); `emit(type, time,
+        data, frame)`: Engine.emit, so that the event's collection window closes on time
+        although no frame comes to close it."""
         if now < self.next:
             return
         self.next = now + EVERY
         seen = sum(n for cls, (n, _) in traffic().items() if not self.classes or cls in self.classes)
         if seen != self.seen:
             if self.silent:
-                emit(self._event("IXPECT_CAPTURE_RESUMED", now))
+                emit("IXPECT_CAPTURE_RESUMED", now, self._data(now), None)
                 self.silent = False
             self.seen, self.last = seen, now
         elif not self.silent and now - self.last >= self.after:
-            emit(self._event("IXPECT_CAPTURE_SILENT", now))
+            emit("IXPECT_CAPTURE_SILENT", now, self._data(now), None)
             self.silent = True
 
-    def _event(self, type_: str, now: float) -> Event:
+    def _data(self, now: float) -> dict:
         data = {"source": self.source, "since": iso(self.last), "silent_for": round(now - self.last)}
         if self.classes:
             data["classes"] = sorted(self.classes)
-        return Event(type_, now, data)
+        return data
 
     def snapshot(self) -> dict:
         return {"silent": self.silent, "last_traffic": self.last}

@@ -33,8 +33,8 @@ class Counters:
 def run(dog, counters, times):
     out = []
     for t in times:
-        dog.check(t, counters, out.append)
-    return [(e.type, e.timestamp, e.data) for e in out]
+        dog.check(t, counters, lambda type_, ts, data, frame: out.append((type_, ts, data)))
+    return out
 
 
 def test_silence_is_reported_once_and_its_end_with_how_long_it_lasted():
@@ -131,6 +131,9 @@ def test_live_silence_of_a_quiet_peer_and_of_a_link_down(lan, monitor_ns, tmp_pa
         silent = read_jsonl(jsonl)[-1]
         assert silent["member"] is None and silent["data"]["source"] == f"AF_PACKET {host_end}", silent
         assert 2 <= silent["data"]["silent_for"] <= 4 and silent["data"]["classes"] == ["arp"]
+        # delivered while the silence lasts, not held in the collection window until a frame comes
+        wait_for(lambda: '"type": "IXPECT_CAPTURE_SILENT"' in (tmp_path / "run.log").read_text(), timeout=5,
+                 what="the silence at the log notifier")
 
         talker.talking.set()
         wait_for(lambda: types(jsonl)[-1:] == ["IXPECT_CAPTURE_RESUMED"], timeout=10, what="traffic back")
@@ -168,6 +171,9 @@ def test_a_reload_applies_to_the_running_watchdog(tmp_path):
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: types(jsonl) == ["IXPECT_CAPTURE_SILENT"], timeout=10, what="silence after the reload")
         assert read_jsonl(jsonl)[0]["data"]["source"] == f"VxLAN 127.0.0.1:{udp}"
+        # no frame, no probe with a timer: the window still closes and the log notifier has it
+        wait_for(lambda: "IXPECT_CAPTURE_SILENT x1" in (tmp_path / "run.log").read_text(), timeout=5,
+                 what="the silence at the log notifier")
         assert stop(proc) == 0
     finally:
         stop(proc)
