@@ -1,6 +1,7 @@
 """A fleet: two monitors (each a capture/notify pair on its own port of one LAN, as two
-PoPs see the same peering LAN) report to a real Alertmanager and are scraped by a real
-Prometheus that loads the shipped alerting rules; the shipped rules pass promtool's
+PoPs see the same peering LAN) report to a real Alertmanager (a member's storm grouped
+once with both PoPs, silenced, resolved; both monitors going blind and seeing again)
+and are scraped by a real Prometheus that loads the shipped alerting rules; the shipped rules pass promtool's
 checks and unit tests, the exposition passes `promtool check metrics`, and every query
 of the Grafana dashboard runs against that Prometheus on metrics the exposition has."""
 
@@ -134,7 +135,7 @@ def monitor(stack: ExitStack, lan, tmp: Path, pop: str, am: str) -> int:  # noqa
         "event": {"collection_window": "1s", "notifiers": {"alertmanager": {
             "labels": {"pop": pop, "lan": "peering"}, "resolve_after": "5s",
             "channels": [{"url": am, "timeout": "5s"}]}}},
-        "metrics": {"listen": f"127.0.0.1:{port}"}}))
+        "metrics": {"listen": f"127.0.0.1:{port}"}, "watchdog": {"silent_after": "3s"}}))
     host_end, ns = f"ixf{pop}{lan.tag}", f"ixt-{pop}-{lan.tag}"
     lan._port(f"pf{pop}{lan.tag}"[:15], None, host_end)
     netns_up("--name", ns, "--interface", host_end)
@@ -158,8 +159,10 @@ def storm(lan, peer: str, mac: str, seconds: float) -> None:  # noqa: F811
         time.sleep(0.2)
 
 
-def alerts(am: str, asn: str, **flags) -> list[dict]:
-    params = urllib.parse.urlencode({"filter": [f'asn="{asn}"', f'alertname="{BUM}"'], **flags}, doseq=True)
+def alerts(am: str, asn: str | None, alertname: str = BUM, **flags) -> list[dict]:
+    """The alerts Alertmanager has, not resolved (its API leaves those out)."""
+    matchers = [f'alertname="{alertname}"'] + ([f'asn="{asn}"'] if asn else [])
+    params = urllib.parse.urlencode({"filter": matchers, **flags}, doseq=True)
     return http_json(f"{am}/api/v2/alerts?{params}")
 
 
@@ -220,6 +223,18 @@ def test_two_monitors_one_alertmanager_one_prometheus(lan, tmp_path):  # noqa: F
         # the storm is over: the alerts resolve after resolve_after
         wait_for(lambda: alerts(am, "64501") == [] and alerts(am, "64500") == [], timeout=30,
                  what="the alerts to resolve")
+
+        # nothing reaches either monitor any more: each says it may be blind, and stays firing
+        silent = wait_for(lambda: len(got := alerts(am, None, "IXPECT_CAPTURE_SILENT")) == 2 and got,
+                          what="both monitors' blind alerts")
+        assert sorted(a["labels"]["pop"] for a in silent) == sorted(POPS)
+        assert all(a["labels"]["severity"] == "critical" and a["status"]["state"] == "active" for a in silent)
+        time.sleep(6)  # longer than resolve_after
+        assert len(alerts(am, None, "IXPECT_CAPTURE_SILENT")) == 2
+        assert {r["metric"]["pop"] for r in query(prom, "ixpect_capture_silent == 1")} == set(POPS)
+        # the LAN speaks again: the blind alerts end
+        lan.send("peer1", [Ether(src=PEER1_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="192.0.2.1") / UDP(dport=9)])
+        wait_for(lambda: alerts(am, None, "IXPECT_CAPTURE_SILENT") == [], what="the blind alerts to end")
 
 
 def check_dashboard(prom: str, exposition: str) -> None:
