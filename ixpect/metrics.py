@@ -65,12 +65,9 @@ class Metrics:
             for type_, asn, name, n in cap.get("member_events", ()):
                 c.add_metric([str(asn), name, type_], n)
             yield c
-            g = GaugeMetricFamily("ixpect_sieve_given_up", "1 for an EtherType whose frames varied too much for "
-                                  "the sieve: they all run the probes (more CPU per frame) until the next reload.",
-                                  labels=["ether_type"])
-            for et in cap.get("sieve_given_up", ()):
-                g.add_metric([et], 1.0)
-            yield g
+            yield _gauge("ixpect_sieve_given_up", "1 for an EtherType whose frames varied too much for the sieve: "
+                         "they all run the probes (more CPU per frame) until the next reload.", "ether_type",
+                         dict.fromkeys(cap.get("sieve_given_up", ()), 1))
             if cap.get("kernel_drops") is not None:
                 yield _counter("ixpect_kernel_drops", "Frames the kernel dropped before IXpect could read "
                                "them (PACKET_STATISTICS of the capture socket).", None, cap["kernel_drops"])
@@ -92,11 +89,8 @@ class Metrics:
         yield _counter("ixpect_notifier_dropped_batches", "Batches a notifier channel dropped undelivered "
                        "(older than delivery.max_age, or pending at exit without a state directory).", "channel",
                        note["dropped"])
-        g = GaugeMetricFamily("ixpect_notifier_pending", "Messages of a notifier channel waiting for delivery "
-                              "(or a retry).", labels=["channel"])
-        for channel, n in sorted(note["pending"].items()):
-            g.add_metric([channel], float(n))
-        yield g
+        yield _gauge("ixpect_notifier_pending", "Messages of a notifier channel waiting for delivery (or a retry).",
+                     "channel", note["pending"])
         yield from self._ixf()
 
     def _ixf(self):
@@ -117,22 +111,30 @@ class Metrics:
         if failed is not None:
             yield GaugeMetricFamily("ixpect_ixf_refresh_failure_timestamp_seconds", "Last failed `ixpect ixf "
                                     "render` (Unix time); the config kept is the last good one.", value=failed)
-        g = GaugeMetricFamily("ixpect_ixf_entries", "Entries of the last rendered IX-F export: members, "
-                              "IPv4 and IPv6 addresses.", labels=["kind"])
-        for kind, n in sorted(entries.items()):
-            g.add_metric([kind], float(n))
-        yield g
+        yield _gauge("ixpect_ixf_entries", "Entries of the last rendered IX-F export: members, IPv4 and IPv6 "
+                     "addresses.", "kind", entries)
 
 
 def _counter(name: str, doc: str, label: str | None, values):
     from prometheus_client.core import CounterMetricFamily
 
+    return _family(CounterMetricFamily, name, doc, label, values)
+
+
+def _gauge(name: str, doc: str, label: str, values: dict):
+    from prometheus_client.core import GaugeMetricFamily
+
+    return _family(GaugeMetricFamily, name, doc, label, values)
+
+
+def _family(cls, name: str, doc: str, label: str | None, values):
+    """A metric family: one value, or one sample per key of `values` under `label`."""
     if label is None:
-        return CounterMetricFamily(name, doc, value=values)
-    c = CounterMetricFamily(name, doc, labels=[label])
+        return cls(name, doc, value=values)
+    family = cls(name, doc, labels=[label])
     for key, n in sorted(values.items()):
-        c.add_metric([key], n)
-    return c
+        family.add_metric([key], float(n))
+    return family
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
