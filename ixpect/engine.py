@@ -243,7 +243,7 @@ class Engine:
 
     def emit(self, type_: str, ts: float, data: dict, frame: bytes | None) -> None:
         self._spoke = True
-        self.sink(Event(type_, ts, data, frame, self.members.lookup(data)))
+        self.sink(Event(type_, ts, data, frame, *self.members.name(data)))
         for t in self.timers:  # an event may open a collection window
             if t.deadline < self.deadline:
                 self._set_deadline(t.deadline)

@@ -23,12 +23,13 @@ class Event:
     timestamp: float
     data: dict
     frame: bytes | None = None
-    member: dict | None = None
+    member: dict | None = None  # who sent the frame (ixpect.members)
+    member_claimed: dict | None = None  # another member whose address or MAC the frame claims
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def to_json(self) -> dict:
         return {"type": self.type, "timestamp": iso(self.timestamp), "id": self.id,
-                "data": self.data, "member": self.member}
+                "data": self.data, "member": self.member, "member_claimed": self.member_claimed}
 
 
 _BATCH_NS = uuid.UUID("5c1b1d2e-6f0a-4d7e-9a55-1c0f3e7b2a90")
@@ -46,15 +47,16 @@ class Batch:
     count: int = 1
     sample: bytes | None = None  # the first frame, for the pcap attachment
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    member_claimed: dict | None = None
 
     @classmethod
     def of(cls, ev: Event) -> Batch:
         """The batch this event opens; its id derives from the event's, so that a window
         rebuilt from a journal after a crash is recognisably the same batch."""
         return cls(ev.type, ev.data, ev.member, ev.timestamp, ev.timestamp, 1, ev.frame,
-                   str(uuid.uuid5(_BATCH_NS, ev.id)))
+                   str(uuid.uuid5(_BATCH_NS, ev.id)), ev.member_claimed)
 
     def to_json(self) -> dict:
         return {"id": self.id, "type": self.type, "count": self.count,
                 "first": iso(self.first), "last": iso(self.last),
-                "data": self.data, "member": self.member}
+                "data": self.data, "member": self.member, "member_claimed": self.member_claimed}

@@ -5,9 +5,15 @@ Written by `ixpect ixf render` beside the config as JSON:
      "ips":  {"192.0.2.1": {"asn": 64500, "name": "Example"}},
      "connections": {"64500": 1}}
 MACs lowercase colon-separated, IPs in canonical text form (the spellings events use).
+A MAC or IP the export lists for several members names all of them: the first (lowest
+ASN) as `asn`/`name`, the others in `shared_with` ([{asn, name}]).
 The optional `connections` gives, per ASN (a string, as JSON keys are), the member's
-number of connections (ports or LAGs) to the LAN: the mac_address probe allows that
-many MACs per member ("one MAC per port"); a member without an entry is not counted.
+number of connections (ports or LAGs) to the LAN, for the mac_address probe.
+
+Who an event names: `member` is the owner of the station that sent the frame, its
+Ethernet source (event data `mac_addr_source`); `member_claimed` is the owner of a MAC
+or address the frame claims (`mac_addr`, `ip4_addr`, `ip6_addr`, `ip4_addr_source`,
+`ip6_addr_source`, in that order) when that is a different member: the victim of a spoof.
 """
 
 from __future__ import annotations
@@ -15,16 +21,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-#: event data keys that identify whom an event is about, in order: the station that
-#: sent the frame, then the MAC or address it claimed
-_KEYS = ("mac_addr_source", "mac_addr", "ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source")
+#: event data keys of what a frame claims, most specific first
+CLAIMS = ("mac_addr", "ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source")
+
+
+def asns(member: dict | None) -> frozenset[int]:
+    """Every ASN a member record names (one, or several for a shared MAC or IP)."""
+    if member is None:
+        return frozenset()
+    return frozenset((member["asn"], *(m["asn"] for m in member.get("shared_with", ()))))
 
 
 class MemberTable:
     def __init__(self, macs: dict[str, dict] | None = None, ips: dict[str, dict] | None = None,
                  connections: dict[str, int] | None = None):
         self.macs = macs or {}
-        self.by_addr = {**(ips or {}), **self.macs}
+        self.ips = ips or {}
+        self.by_addr = {**self.ips, **self.macs}
         self.connections = {int(asn): n for asn, n in (connections or {}).items()}
 
     @classmethod
@@ -32,11 +45,12 @@ class MemberTable:
         doc = json.loads(Path(path).read_text())
         return cls(doc.get("macs"), doc.get("ips"), doc.get("connections"))
 
-    def lookup(self, data: dict) -> dict | None:
-        for key in _KEYS:
-            value = data.get(key)
-            if value is not None:
-                member = self.by_addr.get(value)
-                if member is not None:
-                    return member
-        return None
+    def name(self, data: dict) -> tuple[dict | None, dict | None]:
+        """(member, member_claimed) of an event's data."""
+        sender = self.macs.get(data.get("mac_addr_source"))
+        mine = asns(sender)
+        for key in CLAIMS:
+            owner = self.by_addr.get(data.get(key))
+            if owner is not None and not asns(owner) & mine:
+                return sender, owner
+        return sender, None

@@ -2,7 +2,8 @@
 at least once, across a restart or a kill -9 of either side.
 
 Wire format, both directions: a 4-byte big-endian length, then one JSON object.
-capture -> notify: {"event": {"id", "type", "ts", "data", "member", "frame" (base64 or null)}}
+capture -> notify: {"event": {"id", "type", "ts", "data", "member", "member_claimed",
+                              "frame" (base64 or null)}}
 capture -> notify: {"metrics": {...}}, capture's counters every few seconds (ixpect.metrics;
   neither journaled nor acknowledged: the next one supersedes it).
 notify -> capture: {"ack": [id, ...]}, sent once the events are in notify's journal.
@@ -91,6 +92,7 @@ class Decoder:
 
 def event_to_wire(ev: Event) -> dict:
     return {"id": ev.id, "type": ev.type, "ts": ev.timestamp, "data": ev.data, "member": ev.member,
+            "member_claimed": ev.member_claimed,
             "frame": base64.b64encode(ev.frame).decode() if ev.frame is not None else None}
 
 
@@ -98,7 +100,8 @@ def event_from_wire(d: dict) -> Event:
     frame = base64.b64decode(d["frame"]) if d.get("frame") is not None else None
     if not isinstance(d["type"], str) or not isinstance(d["data"], dict):
         raise ValueError("event type must be a string and data an object")
-    return Event(d["type"], float(d["ts"]), d["data"], frame, d.get("member"), str(d["id"]))
+    return Event(d["type"], float(d["ts"]), d["data"], frame, d.get("member"), d.get("member_claimed"),
+                 str(d["id"]))
 
 
 class JsonLines:

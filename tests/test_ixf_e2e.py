@@ -70,7 +70,10 @@ def test_spoofed_static_events_name_the_member(tmp_path, capsys):
     assert p.returncode == 0, p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines()]
     who = {"asn": member["asnum"], "name": member["name"]}
-    assert [(e["type"], e["data"], e["member"]) for e in events] == [
-        ("ARP_NEIGHBOR_SPOOFED_STATIC", {"ip4_addr": ip4, "mac_addr": FOREIGN, "mac_addr_expected": [mac]}, who),
-        ("IPV6_NEIGHBOR_SPOOFED_STATIC", {"ip6_addr": ip6, "mac_addr": FOREIGN, "mac_addr_expected": [mac]}, who),
+    # the sender is no member: the member is the one whose addresses were claimed
+    assert [(e["type"], e["data"], e["member"], e["member_claimed"]) for e in events] == [
+        ("ARP_NEIGHBOR_SPOOFED_STATIC", {"mac_addr_source": FOREIGN, "ip4_addr": ip4, "mac_addr": FOREIGN,
+                                         "mac_addr_expected": [mac]}, None, who),
+        ("IPV6_NEIGHBOR_SPOOFED_STATIC", {"mac_addr_source": FOREIGN, "ip6_addr": ip6, "mac_addr": FOREIGN,
+                                          "mac_addr_expected": [mac]}, None, who),
     ]

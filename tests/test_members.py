@@ -1,15 +1,51 @@
-"""The member table: events name the station that sent the frame first."""
+"""The member table: `member` is who sent the frame, `member_claimed` whose address it claims."""
 
+from ixpect.events import Batch
 from ixpect.members import MemberTable
+from ixpect.notify.alertmanager import alert
+from ixpect.notify.log import describe
+from ixpect.notify.render import Templates, render
 
 A = {"asn": 64500, "name": "Alpha"}
 B = {"asn": 64501, "name": "Beta"}
+AB = {**A, "shared_with": [B]}
+TABLE = MemberTable({"02:00:00:00:00:0a": A, "02:00:00:00:00:0b": B, "02:00:00:00:00:ab": AB},
+                    {"192.0.2.10": A, "192.0.2.11": B})
 
 
-def test_lookup_prefers_the_sender_then_the_claimed_address():
-    table = MemberTable({"02:00:00:00:00:0a": A, "02:00:00:00:00:0b": B}, {"192.0.2.11": B})
+def test_the_sender_is_the_member_and_the_victim_is_claimed():
     # ARP_SENDER_MISMATCH: Alpha's router sends an ARP claiming Beta's MAC
-    assert table.lookup({"mac_addr_source": "02:00:00:00:00:0a", "mac_addr": "02:00:00:00:00:0b"}) == A
-    assert table.lookup({"mac_addr": "02:00:00:00:00:0b", "ip4_addr": "192.0.2.99"}) == B
-    assert table.lookup({"mac_addr": "02:00:00:00:00:99", "ip4_addr": "192.0.2.11"}) == B
-    assert table.lookup({"mac_addr_source": "02:00:00:00:00:99"}) is None
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:0a", "mac_addr": "02:00:00:00:00:0b"}) == (A, B)
+    # ARP_NEIGHBOR_SPOOFED_STATIC: Alpha announces Beta's address with its own MAC
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:0a", "ip4_addr": "192.0.2.11",
+                       "mac_addr": "02:00:00:00:00:0a"}) == (A, B)
+    # an unknown station claiming Beta's address: nobody known sent it, Beta is the victim
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:99", "ip4_addr": "192.0.2.11",
+                       "mac_addr": "02:00:00:00:00:99"}) == (None, B)
+    # a member's own address is no claim
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:0a", "ip4_addr": "192.0.2.10",
+                       "mac_addr": "02:00:00:00:00:0a"}) == (A, None)
+    # the claimed address decides even when the sender's MAC is named first
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:0b", "protocol": "ospf",
+                       "ip4_addr_source": "192.0.2.10"}) == (B, A)
+    assert TABLE.name({"table": "x", "limit": 1}) == (None, None)
+
+
+def test_a_shared_mac_names_every_claimant_and_claims_none_of_them():
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:ab", "ip4_addr": "192.0.2.11",
+                       "mac_addr": "02:00:00:00:00:ab"}) == (AB, None)
+
+
+def test_both_members_reach_every_notifier_format():
+    b = Batch("ARP_NEIGHBOR_SPOOFED_STATIC", {"mac_addr_source": "02:00:00:00:00:ab", "ip4_addr": "192.0.2.10"},
+              AB, 1.0, 1.0, member_claimed=A)
+    assert describe(b).endswith("member=AS64500 (Alpha) / AS64501 (Beta) member_claimed=AS64500 (Alpha)")
+    assert b.to_json()["member_claimed"] == A
+    labels = alert(b)["labels"]
+    assert (labels["asn"], labels["member"]) == ("64500/64501", "Alpha / Beta")
+    assert (labels["claimed_asn"], labels["claimed_member"]) == ("64500", "Alpha")
+    templates = Templates()
+    for name in ("summary.txt", "slack.txt", "table.html"):
+        text = render(templates.get(name), [b])
+        assert "AS64500 (Alpha) / AS64501 (Beta)" in text, name
+        assert text.count("AS64500 (Alpha)") == 2, name

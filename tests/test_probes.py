@@ -47,7 +47,7 @@ def test_arp_spoofed_static_names_the_expected_macs():
     r = Recorder({"arp_neighbor": STATIC4})
     (ev,) = r.feed(arp(A, "192.0.2.11", op=2))
     assert ev.type == "ARP_NEIGHBOR_SPOOFED_STATIC"
-    assert ev.data == {"ip4_addr": "192.0.2.11", "mac_addr": A, "mac_addr_expected": [B, C]}
+    assert ev.data == {"mac_addr_source": A, "ip4_addr": "192.0.2.11", "mac_addr": A, "mac_addr_expected": [B, C]}
     assert ev.timestamp == 1000.0 and ev.frame is not None
 
 
@@ -55,14 +55,14 @@ def test_arp_unknown_without_dynamic_learning_every_time():
     r = Recorder({"arp_neighbor": STATIC4})
     evs = r.feed(arp(A, "192.0.2.20"), arp(A, "192.0.2.20"))
     assert [e.type for e in evs] == ["ARP_NEIGHBOR_UNKNOWN"] * 2
-    assert evs[0].data == {"ip4_addr": "192.0.2.20", "mac_addr": A}
+    assert evs[0].data == {"mac_addr_source": A, "ip4_addr": "192.0.2.20", "mac_addr": A}
 
 
 def test_arp_dynamic_learns_first_mac_and_flags_later_ones():
     r = Recorder({"arp_neighbor": {**STATIC4, "dynamic_enable": True}})
     evs = r.feed(arp(A, "192.0.2.20"), arp(A, "192.0.2.20", op=2), arp(B, "192.0.2.20"), arp(A, "192.0.2.20"))
     assert [e.type for e in evs] == ["ARP_NEIGHBOR_NEW_DYNAMIC", "ARP_NEIGHBOR_SPOOFED_DYNAMIC"]
-    assert evs[1].data == {"ip4_addr": "192.0.2.20", "mac_addr": B, "mac_addr_expected": [A]}
+    assert evs[1].data == {"mac_addr_source": B, "ip4_addr": "192.0.2.20", "mac_addr": B, "mac_addr_expected": [A]}
 
 
 def test_arp_static_wins_over_dynamic_learning():
@@ -162,19 +162,20 @@ def test_nd_spoofed_static_from_na_target_and_tllao():
     r = Recorder({"ipv6_neighbor": STATIC6})
     (ev,) = r.feed(na(C, "2001:db8::a"))
     assert ev.type == "IPV6_NEIGHBOR_SPOOFED_STATIC"
-    assert ev.data == {"ip6_addr": "2001:db8::a", "mac_addr": C, "mac_addr_expected": [A]}
+    assert ev.data == {"mac_addr_source": C, "ip6_addr": "2001:db8::a", "mac_addr": C, "mac_addr_expected": [A]}
 
 
 def test_nd_ns_source_with_sllao_teaches_and_spoofs():
     r = Recorder({"ipv6_neighbor": {**STATIC6, "dynamic_enable": True}})
     evs = r.feed(ns(C, "2001:db8::20", "2001:db8::a"), ns(B, "2001:db8::20", "2001:db8::a"))
     assert [e.type for e in evs] == ["IPV6_NEIGHBOR_NEW_DYNAMIC", "IPV6_NEIGHBOR_SPOOFED_DYNAMIC"]
-    assert evs[0].data == {"ip6_addr": "2001:db8::20", "mac_addr": C}
+    assert evs[0].data == {"mac_addr_source": C, "ip6_addr": "2001:db8::20", "mac_addr": C}
 
 
 def test_nd_unknown_without_learning():
     (ev,) = Recorder({"ipv6_neighbor": STATIC6}).feed(na(C, "2001:db8::99"))
-    assert ev.type == "IPV6_NEIGHBOR_UNKNOWN" and ev.data == {"ip6_addr": "2001:db8::99", "mac_addr": C}
+    assert ev.type == "IPV6_NEIGHBOR_UNKNOWN"
+    assert ev.data == {"mac_addr_source": C, "ip6_addr": "2001:db8::99", "mac_addr": C}
 
 
 def test_nd_without_link_layer_option_or_from_dad_teaches_nothing():

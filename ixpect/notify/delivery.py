@@ -33,14 +33,16 @@ log = logging.getLogger(__name__)
 
 
 def batch_to_dict(b: Batch) -> dict:
-    return {"id": b.id, "type": b.type, "data": b.data, "member": b.member, "first": b.first,
+    return {"id": b.id, "type": b.type, "data": b.data, "member": b.member,
+            "member_claimed": b.member_claimed, "first": b.first,
             "last": b.last, "count": b.count,
             "sample": base64.b64encode(b.sample).decode() if b.sample is not None else None}
 
 
 def batch_from_dict(d: dict) -> Batch:
     sample = base64.b64decode(d["sample"]) if d.get("sample") is not None else None
-    return Batch(d["type"], d["data"], d["member"], d["first"], d["last"], d["count"], sample, d["id"])
+    return Batch(d["type"], d["data"], d["member"], d["first"], d["last"], d["count"], sample, d["id"],
+                 d.get("member_claimed"))
 
 
 @dataclass(eq=False)

@@ -15,6 +15,8 @@ log = logging.getLogger("ixpect.events")
 def describe(batch: Batch) -> str:
     """Human-readable one-line summary of a batch, shared by text-based notifiers."""
     who = f" member={member(batch.member)}" if batch.member else ""
+    if batch.member_claimed:
+        who += f" member_claimed={member(batch.member_claimed)}"
     return f"{batch.type} x{batch.count} {iso(batch.first)}..{iso(batch.last)} {kv(batch.data)}{who}".rstrip()
 
 

@@ -34,7 +34,10 @@ def kv(data: dict) -> str:
 
 
 def member(m: dict | None) -> str:
-    return f"AS{m['asn']} ({m['name']})" if m else ""
+    """`AS64500 (Name)`; a MAC or address several members share names each of them."""
+    if not m:
+        return ""
+    return " / ".join(f"AS{o['asn']} ({o['name']})" for o in (m, *m.get("shared_with", ())))
 
 
 def mrkdwn(text: str) -> str:

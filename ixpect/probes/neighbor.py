@@ -89,7 +89,7 @@ class _Neighbor(Probe):
                 self.since[addr] = float(entry["since"])
 
     def _report(self, what: str, ts, buf, addr, hw, expected=None) -> None:
-        data = {self.key: str(self.text(addr)), "mac_addr": mac(hw)}
+        data = {"mac_addr_source": mac(buf[6:12]), self.key: str(self.text(addr)), "mac_addr": mac(hw)}
         if expected is not None:
             data["mac_addr_expected"] = [mac(m) for m in expected]
         self.emit(f"{self.prefix}_{what}", ts, data, buf)
