@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED
-from ixpect import config
+from ixpect import config, members
 from ixpect.cli import main
 from ixpect.members import MemberTable
 
@@ -234,9 +234,30 @@ def test_member_table_names_route_servers_and_link_locals(tmp_path, capsys):
     assert rs
     for m, v in rs:
         mac = v["ipv4"]["mac_addresses"][0].lower()
-        assert table.lookup({"ip4_addr": v["ipv4"]["address"]}) == {"asn": m["asnum"], "name": m["name"]}
-        assert table.lookup({"mac_addr_source": mac})["asn"] == m["asnum"]
+        assert table.ips[v["ipv4"]["address"]] == {"asn": m["asnum"], "name": m["name"]}
+        assert table.name({"mac_addr_source": mac})[0]["asn"] == m["asnum"]
     # every member with an address on the LAN has its connections counted, for MEMBER_MAC_COUNT_EXCEEDED
     members = {m["asnum"] for m in doc["member_list"]
                if any(v.get("vlan_id") == 1 for c in m["connection_list"] if c["ixp_id"] == 1 for v in c["vlan_list"])}
     assert set(table.connections) == members and all(n >= 1 for n in table.connections.values())
+
+
+def test_macs_and_addresses_of_several_asns_name_them_all(tmp_path, capsys):
+    """LINX lists hundreds of MACs for two ASNs: each is attributed to every claimant, never unknown."""
+    code, _, stderr = render(capsys, IXF / "linx-2016-10-v0.6.json", 0, 0, tmp_path / "c.yaml")
+    assert code == 0 and "MAC claimed by several ASNs (events name them all)" in stderr
+    table = MemberTable.load(tmp_path / "c.members.json")
+    doc = json.loads((IXF / "linx-2016-10-v0.6.json").read_text())
+    claimants: dict[str, set] = {}
+    for m in doc["member_list"]:
+        for c in m["connection_list"]:
+            for v in c["vlan_list"] if c["ixp_id"] == 0 else ():
+                for family in ("ipv4", "ipv6"):
+                    for mac in (v.get(family) or {}).get("mac_addresses") or ():
+                        claimants.setdefault(mac.lower(), set()).add(m["asnum"])
+    shared = {mac: asns for mac, asns in claimants.items() if len(asns) > 1}
+    assert len(shared) > 100
+    for mac, asns in claimants.items():
+        member, claimed = table.name({"mac_addr_source": mac})
+        assert members.asns(member) == asns and claimed is None, mac
+        assert member["asn"] == min(asns)

@@ -220,23 +220,13 @@ def _entries(pairs: dict) -> list[dict]:
 
 def _member_table(lan: list[Address], macs: dict[str, set], connections: dict[int, int],
                   problems: Problems) -> dict:
-    """MAC and IP -> {asn, name}, and connections (ports or LAGs) per ASN; an address
-    two ASNs claim is left out rather than guessed."""
-    ips, by_mac = {}, {}
-    for a in lan:
-        if len(a.owners) > 1:
-            problems.add("address claimed by several ASNs (left out of the member table)", f"{a.ip}: {_owners(a)}")
-        else:
-            ips[str(a.ip)] = _member(next(iter(a.owners.values())))
-    shared = []
+    """MAC and IP -> {asn, name}, and connections (ports or LAGs) per ASN. An address or
+    MAC several ASNs claim names them all (ixpect.members), with a warning."""
+    ips = {str(a.ip): _member(a.owners.values(), "address", a.ip, problems) for a in lan}
+    by_mac = {}
     for m, owners in sorted(macs.items()):
-        if len({o.asn for o in owners}) > 1:
-            shared.append(f"{m}: " + " / ".join(sorted(str(o) for o in owners)))
-            continue
-        by_mac[m] = _member(next(iter(owners)))
+        by_mac[m] = _member(owners, "MAC", m, problems)
         ips.setdefault(str(link_local(m)), by_mac[m])
-    for line in shared:
-        problems.add("MAC claimed by several ASNs (left out of the member table)", line)
     return {"macs": by_mac, "ips": ips, "connections": {str(asn): n for asn, n in connections.items()}}
 
 
@@ -248,8 +238,15 @@ def _table_json(table: dict) -> str:
     return "{\n" + ",\n".join(section(name) for name in ("macs", "ips", "connections")) + "\n}\n"
 
 
-def _member(m) -> dict:
-    return {"asn": m.asn, "name": m.name}
+def _member(owners, what: str, key, problems: Problems) -> dict:
+    """The member record of a MAC or address: one {asn, name} per ASN, the lowest first."""
+    by_asn = {o.asn: {"asn": o.asn, "name": o.name} for o in sorted(owners, key=lambda o: (o.asn, o.name))}
+    first, *others = by_asn.values()
+    if others:
+        problems.add(f"{what} claimed by several ASNs (events name them all)",
+                     f"{key}: " + " / ".join(sorted(str(o) for o in owners)))
+        return {**first, "shared_with": others}
+    return first
 
 
 def _load_base(path: Path | None) -> dict:
