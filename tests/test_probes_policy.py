@@ -331,6 +331,7 @@ def test_arp_sender_mismatch_in_a_real_capture():
 MEMBERS = MemberTable(
     macs={A: {"asn": 64500, "name": "One"}, B: {"asn": 64500, "name": "One"},
           C: {"asn": 64501, "name": "Two"}, D: {"asn": 64502, "name": "Three"}},
+    ips={"192.0.2.10": {"asn": 64500, "name": "One"}},
     connections={"64500": 1, "64501": 1})
 MAC = {"mac_address": {"enable": True, "window": 3600.0}}
 
@@ -345,20 +346,50 @@ def test_mac_address_unknown_once_per_window():
     assert [e.type for e in r.feed(bgp4(stranger, A), t0=4600)] == ["MAC_ADDRESS_UNKNOWN"]  # the next one
 
 
-def test_member_mac_count_exceeded():
+def arp_from(src, ip, dst=BC):
+    return Ether(src=src, dst=dst) / ARP(op=1, hwsrc=src, psrc=ip, pdst="192.0.2.1")
+
+
+def test_registered_macs_are_never_too_many():
+    """One is 64500's only connection, but A and B are both listed for it: not a violation."""
     r = Recorder(MAC, MEMBERS)
-    assert r.feed(bgp4(A, C), bgp4(A, C), bgp4(C, A), bgp4(D, A)) == []  # D's member has no connection count
-    (ev,) = r.feed(bgp4(B, C), bgp4(B, C), bgp4(A, C))
+    assert r.feed(bgp4(A, C), bgp4(B, C), arp_from(A, "192.0.2.10"), arp_from(B, "192.0.2.10")) == []
+    r.engine.flush()
+    assert r.events == []
+
+
+def test_member_mac_count_exceeded_by_an_unlisted_mac_speaking_for_the_member():
+    stranger = "02:00:00:00:00:99"
+    r = Recorder(MAC, MEMBERS)
+    r.feed(bgp4(A, C), arp_from(stranger, "192.0.2.10"), arp_from(stranger, "192.0.2.10"))
+    r.engine.flush()
+    unknown, (ev,) = r.events[:1], r.events[1:]
+    assert [e.type for e in unknown] == ["MAC_ADDRESS_UNKNOWN"]
     assert ev.type == "MEMBER_MAC_COUNT_EXCEEDED"
-    assert ev.data == {"mac_addr_source": B, "asn": 64500, "connections": 1, "mac_addrs": [A, B]}
-    assert ev.member == {"asn": 64500, "name": "One"} and ev.frame == bytes(bgp4(B, C))
+    assert ev.data == {"mac_addr_source": stranger, "ip4_addr": "192.0.2.10", "asn": 64500, "connections": 1,
+                       "mac_addrs": [A, stranger]}
+    assert ev.member is None and ev.member_claimed == {"asn": 64500, "name": "One"}
+    assert ev.frame == bytes(arp_from(stranger, "192.0.2.10"))
+
+
+def test_an_unlisted_mac_alone_is_within_the_count():
+    """The member's router was swapped and the export not yet updated: one MAC on one port
+    (the neighbor probes report the new MAC for the address; the count is not exceeded)."""
+    r = Recorder(MAC, MEMBERS)
+    r.feed(arp_from("02:00:00:00:00:99", "192.0.2.10"))
+    r.engine.flush()
+    assert r.types() == ["MAC_ADDRESS_UNKNOWN"]
 
 
 def test_member_mac_count_resets_each_window():
+    stranger = "02:00:00:00:00:99"
     r = Recorder(MAC, MEMBERS)
     r.feed(bgp4(A, C))
-    assert r.feed(bgp4(B, C), t0=1000 + 3600) == []  # A in the first window, B in the second: a router swap
-    assert [e.type for e in r.feed(bgp4(A, C), t0=1000 + 3601)] == ["MEMBER_MAC_COUNT_EXCEEDED"]
+    r.feed(arp_from(stranger, "192.0.2.10"), t0=1000 + 3600)  # A then the stranger: a router swap
+    assert r.types() == ["MAC_ADDRESS_UNKNOWN"]
+    r.feed(bgp4(A, C), t0=1000 + 3601)  # A comes back while the stranger is active
+    r.engine.flush()
+    assert r.types() == ["MAC_ADDRESS_UNKNOWN", "MEMBER_MAC_COUNT_EXCEEDED"]
 
 
 def test_mac_address_reload_with_a_new_member_table():
@@ -421,14 +452,12 @@ def test_policy_probes_through_ixpect_run(tmp_path):
     p = subprocess.run([*IXPECT, "run", "-c", tmp_path / "ixpect.conf.yaml", "--pcap", tmp_path / "in.pcap",
                         "--jsonl", "-"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    events = [(e["type"], e["data"], e["member"]) for e in map(json.loads, p.stdout.splitlines())]
+    events = [(e["type"], e["data"], e["member"], e["member_claimed"]) for e in map(json.loads, p.stdout.splitlines())]
     one = {"asn": 64500, "name": "One"}
-    assert events == [
-        ("L2_PROTOCOL_FOUND", {"mac_addr_source": A, "protocol": "cdp"}, one),
+    assert events == [  # B is One's too (listed): no MEMBER_MAC_COUNT_EXCEEDED
+        ("L2_PROTOCOL_FOUND", {"mac_addr_source": A, "protocol": "cdp"}, one, None),
         ("IP_DIRECTED_BROADCAST", {"mac_addr_source": A, "ip4_addr_source": "192.0.2.10",
-                                   "ip4_addr_destination": "192.0.2.255"}, one),
-        ("MEMBER_MAC_COUNT_EXCEEDED", {"mac_addr_source": B, "asn": 64500, "connections": 1,
-                                       "mac_addrs": [A, B]}, one),
-        ("MAC_ADDRESS_UNKNOWN", {"mac_addr_source": C}, None),
-        ("ARP_SENDER_MISMATCH", {"mac_addr_source": C, "mac_addr": A, "ip4_addr": "192.0.2.10"}, one),
+                                   "ip4_addr_destination": "192.0.2.255"}, one, None),
+        ("MAC_ADDRESS_UNKNOWN", {"mac_addr_source": C}, None, None),
+        ("ARP_SENDER_MISMATCH", {"mac_addr_source": C, "mac_addr": A, "ip4_addr": "192.0.2.10"}, None, one),
     ]

@@ -1,19 +1,31 @@
-"""mac_address: every source MAC belongs to a member, and a member has one MAC per connection.
+"""mac_address: every source MAC belongs to a member, and a member stays within one MAC per port.
 
 The IXP's member table (from the IX-F export, ixpect.members) lists each member's
-MACs and, optionally, its number of connections. Within each window (frame time,
-starting with the first frame after the previous one ended) a source MAC the table
-does not know is reported once (MAC_ADDRESS_UNKNOWN), and so is every MAC that takes
-a member past its number of connections (MEMBER_MAC_COUNT_EXCEEDED): a bridge, a
-firewall or a second router behind a port the IXP sized for one. A frame costs one
-set lookup once its source has been seen in the window.
+MACs and, optionally, its number of connections (ports or LAGs). Within each window
+(frame time, starting with the first frame after the previous one ended):
+
+- MAC_ADDRESS_UNKNOWN: a source MAC the table does not list, once per window.
+- MEMBER_MAC_COUNT_EXCEEDED: the one-MAC-per-port rule, as far as a passive monitor
+  can see it. The monitor sees MACs, not ports; a MAC the export lists for a member is
+  registered and never a violation. What it can see is a MAC the export does not list
+  announcing a member's address as its own (ARP sender pair, NS source or NA target
+  with the frame's Ethernet source as link-layer address): a bridge, a firewall or a
+  second router behind the member's port. When the member's MACs seen in the window,
+  listed and such unlisted ones, outnumber its connections, each unlisted one is
+  reported at the end of the window. Not visible: an unlisted MAC that never speaks
+  ARP/ND for a member's address (only MAC_ADDRESS_UNKNOWN), and which port a MAC is
+  behind (a member with two ports and one spare registered MAC is not counted twice).
+A frame costs one set lookup once its source has been seen in the window.
 """
 
 from __future__ import annotations
 
 import logging
+from ipaddress import ip_address
 
+from ixpect.decode import ND_NA, ND_NS
 from ixpect.events import mac
+from ixpect.members import asns
 from ixpect.prefixes import CACHE_LIMIT
 from ixpect.probes import Probe
 
@@ -25,18 +37,24 @@ class MacAddress(Probe):
 
     def __init__(self, cfg: dict, emit, members):
         self.seen: set[bytes] = set()  # source MACs of this window
-        self.per_member: dict[int, set[bytes]] = {}  # ASN -> its MACs seen in this window
+        self.listed_seen: dict[int, set[bytes]] = {}  # ASN -> its listed MACs seen in this window
+        self.unlisted: dict[int, dict[bytes, tuple]] = {}  # ASN -> unlisted MAC -> (first ts, frame, addr key, text)
         super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
         self.window = cfg["window"]
-        self.asn_of = {bytes.fromhex(m.replace(":", "")): member.get("asn")
-                       for m, member in self.members.macs.items()}
+        self.asns_of = {bytes.fromhex(m.replace(":", "")): asns(member) for m, member in self.members.macs.items()}
+        # packed address -> ASNs of the members the table gives it to
+        self.owners_of = {ip_address(a).packed: asns(member) for a, member in self.members.ips.items()}
         self.connections = self.members.connections
-        if not self.asn_of:
+        if not self.asns_of:
             log.warning("mac_address: the member table lists no MACs; every source MAC is unknown")
-        self.seen.clear()  # judge again by the new table
-        self.per_member.clear()
+        self._reset()  # judge again by the new table
+
+    def _reset(self) -> None:
+        self.seen.clear()
+        self.listed_seen.clear()
+        self.unlisted.clear()
 
     def frame(self, ts: float, buf: bytes) -> None:
         src = buf[6:12]
@@ -45,23 +63,42 @@ class MacAddress(Probe):
         if len(self.seen) >= CACHE_LIMIT:  # a flood of made-up MACs: report, but forget
             self.seen.clear()
         self.seen.add(src)
-        if src not in self.asn_of:
+        owners = self.asns_of.get(src)
+        if owners is None:
             self.emit("MAC_ADDRESS_UNKNOWN", ts, {"mac_addr_source": mac(src)}, buf)
             return
-        asn = self.asn_of[src]
-        limit = self.connections.get(asn)
-        if limit is None:
-            return
-        macs = self.per_member.setdefault(asn, set())
-        if src in macs:
-            return
-        macs.add(src)
-        if len(macs) > limit:
-            self.emit("MEMBER_MAC_COUNT_EXCEEDED", ts, {
-                "mac_addr_source": mac(src), "asn": asn, "connections": limit,
-                "mac_addrs": sorted(mac(m) for m in macs)}, buf)
+        for asn in owners:
+            self.listed_seen.setdefault(asn, set()).add(src)
+
+    def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
+        if spa in self.owners_of and sha not in self.asns_of and sha == buf[6:12]:
+            self._claims(ts, buf, sha, spa, "ip4_addr")
+
+    def nd(self, ts, buf, kind, src, target, lladdr) -> None:
+        addr = src if kind == ND_NS else target if kind == ND_NA else None
+        if addr in self.owners_of and lladdr is not None and lladdr not in self.asns_of and lladdr == buf[6:12]:
+            self._claims(ts, buf, lladdr, addr, "ip6_addr")
+
+    def _claims(self, ts, buf, hw: bytes, addr: bytes, key: str) -> None:
+        """An unlisted MAC announces a member's address as its own."""
+        for asn in self.owners_of[addr]:
+            if asn in self.connections:
+                self.unlisted.setdefault(asn, {}).setdefault(hw, (ts, buf, key, str(ip_address(addr))))
 
     def tick(self, now: float) -> None:
-        self.seen.clear()
-        self.per_member.clear()
+        self._evaluate(self.deadline)
         self.deadline = now + self.window
+
+    def flush(self, now: float) -> None:
+        self._evaluate(now)
+
+    def _evaluate(self, end: float) -> None:
+        for asn, unlisted in self.unlisted.items():
+            macs = self.listed_seen.get(asn, set()) | unlisted.keys()
+            if len(macs) > self.connections[asn]:
+                names = sorted(mac(m) for m in macs)
+                for hw, (ts, buf, key, addr) in unlisted.items():
+                    self.emit("MEMBER_MAC_COUNT_EXCEEDED", end, {
+                        "mac_addr_source": mac(hw), key: addr, "asn": asn,
+                        "connections": self.connections[asn], "mac_addrs": names}, buf)
+        self._reset()
