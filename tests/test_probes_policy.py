@@ -154,10 +154,12 @@ def test_malformed_llc_is_a_bad_packet():
     ("IGMP_V2.pcap", {("MULTICAST_GROUP_MEMBERSHIP_FOUND", "igmp"): 18}),
     ("igmpv3-queries.pcap", {("MULTICAST_GROUP_MEMBERSHIP_FOUND", "igmp"): 6}),
     ("icmpv6.pcap", {("MULTICAST_GROUP_MEMBERSHIP_FOUND", "mld"): 4}),  # MLDv2 reports behind hop-by-hop
-    ("dhcp-rfc3004.pcap", {("DHCP_PACKET_FOUND", "dhcp"): 4}),
-    ("dhcp-rfc4388.pcap", {("DHCP_PACKET_FOUND", "dhcp"): 34, ("DHCP_PACKET_FOUND", "bootp"): 2}),
+    # broadcast discovers; the unicast offers from 192.168.1.1 are outside this LAN's prefixes
+    ("dhcp-rfc3004.pcap", {("DHCP_PACKET_FOUND", "dhcp"): 2}),
+    # leasequery between a relay and a server in other subnets: routed, as transit would be
+    ("dhcp-rfc4388.pcap", {}),
     ("dhcpv6-ia-pd.pcap", {("DHCP_PACKET_FOUND", "dhcpv6"): 4}),
-    ("dhcpv4v6-rfc5970-rfc8572.pcap", {("DHCP_PACKET_FOUND", "dhcpv6"): 10, ("DHCP_PACKET_FOUND", "dhcp"): 4}),
+    ("dhcpv4v6-rfc5970-rfc8572.pcap", {("DHCP_PACKET_FOUND", "dhcpv6"): 10, ("DHCP_PACKET_FOUND", "dhcp"): 2}),
     # single-hop BFD between routers is welcome on a peering LAN; so is unicast TFTP
     ("bfd-raw-auth-sha1.pcap", {}),
     ("bgp-bfd-cease.pcap", {}),
@@ -165,6 +167,14 @@ def test_malformed_llc_is_a_bad_packet():
 ])
 def test_ip_control_in_real_captures(capture, expected):
     assert replay(capture, IPC) == Counter(expected)
+
+
+def test_ip_control_unicast_dhcp_on_the_lan():
+    """A DHCP server answering by unicast is reported once the capture's LAN is the one configured."""
+    counts = replay("dhcp-rfc3004.pcap", {"ip_control": {"enable": True, "prefixes": ["192.168.1.0/24"]}})
+    assert counts == {("DHCP_PACKET_FOUND", "dhcp"): 4}
+    counts = replay("dhcp-rfc4388.pcap", {"ip_control": {"enable": True, "prefixes": ["10.40.2.0/24"]}})
+    assert counts == {("DHCP_PACKET_FOUND", "dhcp"): 34, ("DHCP_PACKET_FOUND", "bootp"): 2}
 
 
 def test_ip_control_event_data_ipv4_and_ipv6():
@@ -238,6 +248,62 @@ def test_ip_control_ordinary_traffic_raises_nothing():
         Ether(src=A, dst=B) / IP(src="192.0.2.10", dst="192.0.2.11", frag=100, proto=89) / (b"x" * 32),  # not first
         Ether(src=A, dst=BC) / ARP(psrc="192.0.2.10", hwsrc=A),
     ) == []
+
+
+TRANSIT4, TRANSIT6 = ("203.0.113.1", "198.18.0.1"), ("2001:db8:f00::1", "2001:db8:bad::1")
+
+
+def transit(version, proto, sport=None, dport=None, ttl=63, addrs=None, mac_dst=B):
+    """A packet between two hosts outside the LAN, forwarded by A's router to B's."""
+    src, dst = addrs or (TRANSIT4 if version == 4 else TRANSIT6)
+    ip = IP(src=src, dst=dst, ttl=ttl, proto=proto) if version == 4 else IPv6(src=src, dst=dst, hlim=ttl, nh=proto)
+    payload = UDP(sport=sport, dport=dport) / Raw(bytes(300)) if proto == 17 else Raw(bytes(40))
+    return Ether(src=A, dst=mac_dst) / ip / payload
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_ip_control_never_reports_transit_whatever_its_ports(version):
+    """Every rule's protocol number, ICMP type and port, both ports the protocol's own,
+    between off-LAN hosts: data, never control traffic of this LAN."""
+    icmp, types, ports, protocols = ip_control.RULES[version]
+    frames_ = [transit(version, 17, port, port) for port in ports]
+    frames_ += [transit(version, 17, a, b) for a in (67, 68, 546, 547) for b in (67, 68, 546, 547)]
+    frames_ += [transit(version, 17, 40000, port) for port in ports]
+    frames_ += [transit(version, proto) for proto in protocols]
+    frames_ += [transit(version, icmp) / Raw(bytes([t])) for t in types]
+    assert Recorder(IPC).feed(*frames_) == []
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_ip_control_reports_the_same_packets_on_the_lan(version):
+    lan = ("192.0.2.10", "192.0.2.11") if version == 4 else ("2001:db8:0:1::a", "2001:db8:0:1::b")
+    icmp, types, ports, protocols = ip_control.RULES[version]
+    probes = {"ip_control": {"enable": True, "prefixes": ["192.0.2.0/24", "2001:db8:0:1::/64"]}}
+    r = Recorder(probes)
+    found = []
+    for port, (name, _, group_only) in ports.items():
+        evs = r.feed(transit(version, 17, port, port, addrs=lan, mac_dst=C if not group_only else "01:00:5e:00:00:01"))
+        found += [e.data["protocol"] for e in evs]
+        if group_only:  # ... and only to a group MAC
+            assert r.feed(transit(version, 17, port, port, addrs=lan, mac_dst=C)) == []
+    for proto, name in protocols.items():
+        (ev,) = r.feed(transit(version, proto, addrs=lan))
+        assert ev.data["protocol"] == name and ev.data[f"ip{version}_addr_source"] == lan[0]
+    assert {n for n, *_ in ports.values()} - {"dhcp"} <= set(found)
+    # the TTL a protocol mandates marks its link messages even between off-LAN addresses
+    for name, ttl in ip_control.MANDATED_TTL.items():
+        proto = next((p for p, n in protocols.items() if n == name), None)
+        if proto is not None:
+            assert [e.data["protocol"] for e in r.feed(transit(version, proto, ttl=ttl))] == [name]
+
+
+def test_ip_control_rogue_dhcp_server_answering_by_unicast():
+    offer = Ether(src=A, dst=B) / IP(src="192.0.2.10", dst="192.0.2.99", ttl=64) / UDP(sport=67, dport=68) \
+        / BOOTP(op=2, chaddr=B) / DHCP(options=[("message-type", "offer"), "end"])
+    (ev,) = Recorder(IPC).feed(offer)
+    assert (ev.type, ev.data["protocol"], ev.data["ip4_addr_source"]) == ("DHCP_PACKET_FOUND", "dhcp", "192.0.2.10")
+    reply6 = Ether(src=A, dst=B) / IPv6(src="fe80::a", dst="fe80::b") / UDP(sport=547, dport=546) / Raw(b"\x07" + bytes(40))
+    assert [e.data["protocol"] for e in Recorder(IPC).feed(reply6)] == ["dhcpv6"]
 
 
 def test_ip_control_fragments_are_judged_by_their_first_one():

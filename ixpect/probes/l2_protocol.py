@@ -5,6 +5,16 @@ DTP, VTP, UDLD), 802.1X, loopback keepalives, DEC MOP, IS-IS and any other 802.2
 frame: each belongs between a member router and the IXP switch port at most, and a
 port that lets it through leaks its configuration into everyone's LAN. Spanning tree is
 the stp probe's.
+
+None of these is routed, so no transit frame between hosts outside the LAN carries
+one, and each rule is a property of the frame alone (untagged or behind VLAN tags):
+- EtherType 0x88cc lldp, 0x888e eapol, 0x8808 mac-control, 0x9000 loopback, 0x6001/0x6002
+  mop; 0x8809 slow protocols by subtype (1 lacp, 2 lacp-marker, 3 oam, else
+  slow-protocols);
+- 802.3 frames with a SNAP header: Cisco cdp, vtp, dtp, udld, pagp, Extreme edp,
+  Foundry fdp by OUI and protocol id, any other SNAP protocol as llc (PVST+ is stp's);
+- other 802.3 frames: DSAP 0xfe (ISO network layer) with UI control as isis, esis or
+  clnp by its protocol id, anything else as llc (DSAP 0x42, spanning tree, is stp's).
 """
 
 from __future__ import annotations
