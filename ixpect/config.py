@@ -39,7 +39,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from ixpect import humantime
-from ixpect.notify import render
+from ixpect.notify import NO_NOTIFIER, render
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "ixpect.conf.schema.json"
 
@@ -452,9 +452,11 @@ def _complete(doc: dict, base_dir: Path | None) -> dict:
 def check_config_main(args) -> int:
     """`ixpect check-config FILE`: "FILE: ok" and 0, or every problem on stderr and 1."""
     try:
-        load(args.file)
+        cfg = load(args.file)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 1
     print(f"{args.file}: ok")
+    if not cfg["event"]["notifiers"]:
+        print(f"{args.file}: {NO_NOTIFIER}", file=sys.stderr)
     return 0

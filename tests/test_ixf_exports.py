@@ -185,6 +185,7 @@ probes:
     out = tmp_path / "c.yaml"
     code, _, err = render(capsys, IXF / "franceix-mrs-2016-10-v0.5.json", 5, 5, out, "--base", str(base))
     assert code == 0, err
+    assert "no notifier configured" not in err
     cfg = config.load(out)
     assert cfg["event"]["collection_window"] == 15
     assert cfg["probes"]["arp_neighbor"]["dynamic_enable"] is False
@@ -195,6 +196,15 @@ probes:
     assert [cfg["probes"][p]["enable"] for p in ("arp_bogon", "arp_neighbor", "ipv6_bogon", "ipv6_neighbor")] \
         == [True, True, True, False]
     assert out.stat().st_mode & 0o777 == 0o600  # the base may hold notifier secrets
+
+
+def test_render_without_base_says_events_go_to_the_log(tmp_path, capsys):
+    out = tmp_path / "c.yaml"
+    code, _, err = render(capsys, IXF / "franceix-mrs-2016-10-v0.5.json", 5, 5, out)
+    assert code == 0, err
+    assert f"{out}: no notifier configured: events go to the log notifier (stderr, the journal under systemd) " \
+           "(--base adds notifiers)\n" in err
+    assert config.load(out)["event"]["notifiers"] == {}
 
 
 def test_vlan_without_prefix_disables_its_bogon_probe(tmp_path, capsys):

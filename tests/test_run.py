@@ -36,16 +36,39 @@ def test_demo_emits_every_probe_event_and_nothing_unexpected():
     assert len(PROBE_EVENTS) == 19
     assert types == PROBE_EVENTS | {"IXPECT_BAD_PACKET"}  # the demo's one truncated ARP packet
     for e in events:
-        assert set(e) == {"type", "timestamp", "id", "data", "member"}
+        assert set(e) == {"type", "timestamp", "id", "data", "member", "member_claimed"}
         assert re.fullmatch(r"2025-10-25T21:0\d:\d\d\.\d{6}Z", e["timestamp"])
         uuid.UUID(e["id"])
     spoof = next(e for e in events if e["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC")
-    assert spoof["data"] == {"ip4_addr": "192.0.2.10", "mac_addr": "02:00:00:00:00:0c",
-                             "mac_addr_expected": ["02:00:00:00:00:0a"]}
+    assert spoof["data"] == {"mac_addr_source": "02:00:00:00:00:0c", "ip4_addr": "192.0.2.10",
+                             "mac_addr": "02:00:00:00:00:0c", "mac_addr_expected": ["02:00:00:00:00:0a"]}
+    # Gamma's router claims Alpha's address: Gamma sent it, Alpha is the victim
     assert spoof["member"] == {"asn": 64502, "name": "Gamma Hosting"}
-    # the log notifier printed one line per batch, naming the member
-    assert re.search(r"^ARP_NEIGHBOR_SPOOFED_STATIC x1 .* member=AS64502 \(Gamma Hosting\)$", p.stderr, re.M)
+    assert spoof["member_claimed"] == {"asn": 64500, "name": "Alpha Networks"}
+    # the log notifier printed one line per batch, naming both
+    assert re.search(r"^ARP_NEIGHBOR_SPOOFED_STATIC x1 .* member=AS64502 \(Gamma Hosting\) "
+                     r"member_claimed=AS64500 \(Alpha Networks\)$", p.stderr, re.M)
     assert "538 frames processed" in p.stderr
+
+
+def test_without_notifiers_events_go_to_the_log(tmp_path):
+    """A config that names no notifier (what `ixf render` writes without --base) is not silent."""
+    conf = tmp_path / "bare.conf.yaml"
+    conf.write_text("probes:\n  stp: {enable: true}\n  arp_neighbor: {enable: true}\n")
+    p = subprocess.run([*IXPECT, "check-config", conf], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == f"{conf}: ok\n"
+    assert p.stderr == f"{conf}: no notifier configured: events go to the log notifier " \
+                       "(stderr, the journal under systemd)\n"
+    p = run("-c", conf, "--pcap", DEMO_PCAP)
+    assert p.returncode == 0, p.stderr
+    assert "no notifier configured" in p.stderr
+    assert re.search(r"^STP_PACKET_FOUND x\d+ .* mac_addr_source=", p.stderr, re.M)
+    assert re.search(r"^ARP_NEIGHBOR_UNKNOWN x\d+ ", p.stderr, re.M)
+    # a config with a notifier of its own gets no log notifier on top
+    conf.write_text("probes:\n  stp: {enable: true}\nevent:\n  notifiers:\n"
+                    "    http: {channels: [{url: 'http://127.0.0.1:9/'}]}\n")
+    p = subprocess.run([*IXPECT, "check-config", conf], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
 
 
 def test_demo_capture_is_what_its_script_builds(tmp_path):

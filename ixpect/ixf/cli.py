@@ -11,6 +11,7 @@ from pathlib import Path
 from ixpect.ixf import IxfError, Problems, fetch, schema
 from ixpect.ixf.normalise import Export, counts
 from ixpect.ixf.render import Options, render, write, write_failure, write_status
+from ixpect.notify import NO_NOTIFIER
 
 
 def list_main(args) -> int:
@@ -59,6 +60,8 @@ def render_main(args) -> int:
     c = rendered.counts
     print(f"{opts.output}: {c['members']} members, {c['ipv4']} IPv4 and {c['ipv6']} IPv6 addresses, "
           f"{c['macs']} MACs; {c['arp_static']} ARP and {c['nd_static']} ND static entries", file=sys.stderr)
+    if not rendered.notifiers:
+        print(f"{opts.output}: {NO_NOTIFIER} (--base adds notifiers)", file=sys.stderr)
     print("changed" if changed else "unchanged")
     return 0
 

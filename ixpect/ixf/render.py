@@ -45,6 +45,7 @@ class Rendered:
     table: str
     table_path: Path
     counts: dict = field(default_factory=dict)
+    notifiers: bool = True  # the config has a notifier of its own
 
 
 def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
@@ -75,13 +76,13 @@ def render(doc: dict, opts: Options, problems: Problems) -> Rendered:
     doc_out = _merge(base, _template(opts.template, ctx))
     text = _header(ctx, opts, version) + yaml.dump(doc_out, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                                                    width=120)
-    _validate_config(text, opts.output)
+    cfg = _validate_config(text, opts.output)
     table = _table_json(_member_table(lan, macs, export.connections.get((opts.ixp_id, opts.vlan_id), {}), problems))
     if opts.strict and problems:
         raise IxfError("--strict: the export has defects that would otherwise be warnings:\n  "
                        + "\n  ".join(problems.lines()))
     summary = {**counts(lan), "arp_static": len(static[4]), "nd_static": len(static[6])}
-    return Rendered(text, table, table_path, summary)
+    return Rendered(text, table, table_path, summary, bool(cfg["event"]["notifiers"]))
 
 
 def _expected(lan: list[Address], vlan_prefixes: list, base: dict, problems: Problems, where: str):
@@ -351,10 +352,10 @@ def _header(ctx: dict, opts: Options, version: str) -> str:
             "# Replaced on every refresh: edit the base config instead.\n")
 
 
-def _validate_config(text: str, path: Path) -> None:
+def _validate_config(text: str, path: Path) -> dict:
     """Exactly what the daemon will do with the file: parse and validate it."""
     try:
-        config.load_text(text, str(path), path.parent)
+        return config.load_text(text, str(path), path.parent)
     except config.ConfigError as e:
         raise IxfError("the rendered config does not validate against schema/ixpect.conf.schema.json:\n  "
                        + "\n  ".join(e.errors)) from None

@@ -1,6 +1,7 @@
 """Notifiers: every channel of every configured notifier gets the batches its
 `events` filter admits. An empty or missing list (a catch-all channel) admits
-everything, except, unless `event.catch_all: all`, the event types in UNASKED.
+everything, except, unless `event.catch_all: all`, the event types in UNASKED. A config
+without any notifier gets the log notifier, so that no event is thrown away unseen.
 
 A notifier class is built as `Class(notifier_cfg, channel_cfg, templates)` and offers
 `send(batches)` (raise on failure: delivery retries), `messages(batches)` (how a
@@ -20,6 +21,8 @@ from urllib.parse import urlsplit
 from ixpect.events import Batch
 from ixpect.notify.render import Templates
 
+log = logging.getLogger(__name__)
+
 #: notifier key under `event.notifiers` -> "module:Class"
 KINDS = {
     "log": "ixpect.notify.log:LogNotifier",
@@ -29,6 +32,8 @@ KINDS = {
     "slack": "ixpect.notify.slack:SlackNotifier",
     "alertmanager": "ixpect.notify.alertmanager:AlertmanagerNotifier",
 }
+#: what `check-config`, `ixf render` and the daemon say of a config without notifiers
+NO_NOTIFIER = "no notifier configured: events go to the log notifier (stderr, the journal under systemd)"
 
 
 #: Event types DD-IX's IXpect does not know that are raised without the config asking
@@ -126,6 +131,9 @@ def _key(kind: str, channel_cfg: dict) -> str:
 
 def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str = "compatible") -> list[Channel]:
     """Instantiate a Channel per configured channel of each notifier in `event.notifiers`."""
+    if not notifiers:
+        log.warning("%s", NO_NOTIFIER)
+        notifiers = {"log": {}}
     templates = Templates(templates_dir)
     out: list[Channel] = []
     for kind, cfg in notifiers.items():
