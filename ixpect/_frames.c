@@ -26,7 +26,8 @@
  *     EtherType (counts()); `last` is the latest time of one. At most `limit`
  *     fingerprints are kept per EtherType: when they fill up the sieve starts over,
  *     unless they saved fewer frames than there are of them; then it gives the
- *     EtherType up (teach() returns False) and lets all of it through.
+ *     EtherType up (teach() returns False) and lets all of it through. forget()
+ *     drops every fingerprint, for a probe whose verdicts are no longer final.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -422,6 +423,16 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
     Py_RETURN_TRUE;
 }
 
+static PyObject *sieve_forget(Sieve *self, PyObject *unused)
+{
+    for (int i = 0; i < self->nrules; i++) {
+        Rule *r = &self->rules[i];
+        PySet_Clear(r->quiet);
+        r->frames_at_fill = r->frames;  /* the fill policy counts from here */
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *sieve_counts(Sieve *self, PyObject *unused)
 {
     PyObject *out = PyDict_New();
@@ -463,6 +474,7 @@ static PyMethodDef sieve_methods[] = {
     {"over", (PyCFunction)sieve_over, METH_O, "Iterate `frames`, swallowing the quiet ones."},
     {"teach", (PyCFunction)sieve_teach, METH_O,
      "Swallow frames alike to this one from now on; False: its EtherType was given up."},
+    {"forget", (PyCFunction)sieve_forget, METH_NOARGS, "Drop every fingerprint taught so far."},
     {"counts", (PyCFunction)sieve_counts, METH_NOARGS, "{EtherType: (frames, bytes)} swallowed so far."},
     {NULL},
 };

@@ -73,6 +73,7 @@ class Engine:
                 self.probes[name].reconfigure(cfg, self.members)
             else:
                 self.probes[name] = probe_class(name)(cfg, self.emit, self.members)
+                self.probes[name].recheck = self._recheck
         self._build_dispatch()
 
     def _build_dispatch(self) -> None:
@@ -134,6 +135,13 @@ class Engine:
             self._table[et] = self._table[et][:-1]
             self.unsieved.add(et)
             log.info("EtherType 0x%04x varies too much to sieve; its frames all run the probes", et)
+
+    def _recheck(self) -> None:
+        """A probe's verdicts are not final for now (Probe.recheck): the sieve forgets
+        what it was taught, and is not taught the frame at hand."""
+        self._spoke = True
+        if self._sieve is not None:
+            self._sieve.forget()
 
     def _fold_sieve(self) -> None:
         """Take over the counts of the sieve about to be replaced."""

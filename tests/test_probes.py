@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptDstLLAddr,
                                 ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrHopByHop)
@@ -427,3 +428,48 @@ def test_bum_rate_source_cap_keeps_counting_known_sources():
     assert [(e.type, e.data["mac_addr_source"], e.data["count"]) for e in r.events[1:]] == [
         ("BUM_RATE_BROADCAST_EXCEEDED", A, 4)]
     assert len(r.engine.probes["bum_rate"].broadcast) == 0  # the window was cleared
+
+
+# --- relearning ---------------------------------------------------------------------
+
+#: with bum_rate (which counts every frame) no ARP frame is sieved
+SIEVE = {"on": {}, "off": {"bum_rate": {"enable": True, "window": 60.0, "thresholds": {}}}}
+RELEARN4 = {"arp_neighbor": {"enable": True, "dynamic_enable": True, "relearn_after": 600.0}}
+RELEARN6 = {"ipv6_neighbor": {"enable": True, "dynamic_enable": True, "relearn_after": 600.0}}
+
+
+def timed(r, *frames_at):
+    """Feed (time, frame) pairs; return (type, mac_addr, expected or previous) of the events."""
+    before = len(r.events)
+    r.engine.feed((t, bytes(f)) for t, f in frames_at)
+    return [(e.type.removeprefix("ARP_NEIGHBOR_").removeprefix("IPV6_NEIGHBOR_"), e.data["mac_addr"],
+             e.data.get("mac_addr_expected", e.data.get("mac_addr_previous"))) for e in r.events[before:]]
+
+
+@pytest.mark.parametrize("sieve", SIEVE)
+def test_a_router_swap_is_relearned_once_the_old_mac_is_silent(sieve):
+    r = Recorder({**RELEARN4, **SIEVE[sieve]})
+    old = [(1000.0 + i, arp(A, "192.0.2.20", f"192.0.2.{30 + i % 5}")) for i in range(50)]
+    assert timed(r, *old) == [("NEW_DYNAMIC", A, None)]
+    # the new router from 1100 on; the old one is gone
+    new = [(1100.0 + 60 * i, arp(B, "192.0.2.20", "192.0.2.30")) for i in range(15)]
+    assert timed(r, *new) == [("SPOOFED_DYNAMIC", B, [A])] * 10 + [("NEW_DYNAMIC", B, A)]
+    # the old MAC comes back: a flip-flop, reported against the new one
+    assert timed(r, (2100.0, arp(A, "192.0.2.20"))) == [("SPOOFED_DYNAMIC", A, [B])]
+
+
+@pytest.mark.parametrize("sieve", SIEVE)
+def test_a_spoofer_never_replaces_a_learned_mac_that_is_still_active(sieve):
+    r = Recorder({**RELEARN4, **SIEVE[sieve]})
+    # the owner's announcements, all alike: once judged, the sieve (when on) swallows them
+    owner = [(1000.0 + 30 * i, arp(A, "192.0.2.20", "192.0.2.30")) for i in range(200)]
+    spoofer = [(1010.0 + 30 * i, arp(B, "192.0.2.20", "192.0.2.30")) for i in range(5, 200)]
+    events = timed(r, *sorted(owner + spoofer, key=lambda p: p[0]))
+    assert events == [("NEW_DYNAMIC", A, None)] + [("SPOOFED_DYNAMIC", B, [A])] * 195
+
+
+def test_relearning_in_neighbor_discovery():
+    r = Recorder(RELEARN6)
+    assert timed(r, (1000.0, na(A, "2001:db8::20")), (1001.0, na(B, "2001:db8::20")),
+                 (1602.0, ns(B, "2001:db8::20", "2001:db8::30"))) == [
+        ("NEW_DYNAMIC", A, None), ("SPOOFED_DYNAMIC", B, [A]), ("NEW_DYNAMIC", B, A)]

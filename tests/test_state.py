@@ -44,6 +44,7 @@ def replay(tmp_path, name: str, frames: list[bytes]) -> tuple[list[tuple[str, di
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert all(e["data"].pop("mac_addr_source") == e["data"]["mac_addr"] for e in events)  # each sends its own
     return [(e["type"], e["data"]) for e in events], result.stderr
 
 

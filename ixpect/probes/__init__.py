@@ -52,7 +52,7 @@ class Probe:
     #: The byte ranges of an untagged frame that alone decide whether this probe
     #: raises an event for it, for good: once a frame passed silently, every frame
     #: alike in these bytes (and EtherType) passes silently until the probe is
-    #: reconfigured. The engine then drops such frames before any Python code runs
+    #: reconfigured or calls recheck(). The engine then drops such frames before any Python code runs
     #: (ixpect._frames.Sieve). None, the default: the probe counts or times frames,
     #: so every frame matters.
     decided_by: tuple[tuple[int, int], ...] | None = None
@@ -67,6 +67,11 @@ class Probe:
 
     def configure(self, cfg: dict) -> None:
         """(Re)apply configuration; learned state survives (SIGHUP reload)."""
+
+    def recheck(self) -> None:
+        """Call while judging a frame to say that frames alike in `decided_by` may get
+        another verdict from now on: the engine shows them to the probe again. Set
+        by the engine."""
 
     def table_full(self, ts: float, table: str, limit: int) -> None:
         """A learning table reached its configured cap, so that an attacker inventing

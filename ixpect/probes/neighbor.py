@@ -2,11 +2,20 @@
 
 Both compare an (address, MAC) pair a frame announces with the static resolutions
 (several MACs may own one address: LAG, router migration) and, with dynamic
-learning, with the first MAC seen for an address. An address that is neither static
+learning, with the MAC learned for the address. An address that is neither static
 nor learnable (dynamic learning off, or outside the probe's optional `prefixes`) is
 UNKNOWN: nobody vouches for it; so is a new address once the learned table holds
 `max_dynamic` addresses. Pairs once found correct are remembered, so the steady
 state costs one set lookup per frame.
+
+Relearning (what arpwatch calls "changed ethernet address", then follows): another
+MAC announcing a learned address is SPOOFED_DYNAMIC, and from then on the probe
+watches the learned MAC's announcements of that address. Once the learned MAC has
+been silent for `relearn_after` (frame time, counted from the first challenge or its
+last announcement since), the next announcement of another MAC replaces it, reported
+as NEW_DYNAMIC with `mac_addr_previous`. A learned MAC still announcing the address
+keeps the challenger's frames SPOOFED_DYNAMIC; a MAC that comes back after being
+replaced is a challenger like any other (a flip-flop).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ class _Neighbor(Probe):
     text: type  # IPv4Address or IPv6Address
 
     def __init__(self, cfg: dict, emit, members):
-        self.dynamic: dict[bytes, bytes] = {}  # address -> first MAC seen
+        self.dynamic: dict[bytes, bytes] = {}  # address -> learned MAC
         self.since: dict[bytes, float] = {}  # address -> when it was learned
+        self.challenged: dict[bytes, float] = {}  # address -> when its learned MAC was last heard since
         super().__init__(cfg, emit, members)
 
     def configure(self, cfg: dict) -> None:
@@ -40,6 +50,7 @@ class _Neighbor(Probe):
         self.dynamic_enable = cfg.get("dynamic_enable", False)
         self.learnable = Prefixes(cfg["prefixes"]) if "prefixes" in cfg else None
         self.max_dynamic = cfg.get("max_dynamic", 1_000_000)
+        self.relearn_after = cfg.get("relearn_after", 3600.0)
         self.full = False  # IXPECT_TABLE_FULL sent for the dynamic table
         self.good: set[bytes] = set()  # address + MAC pairs already found correct
 
@@ -67,9 +78,29 @@ class _Neighbor(Probe):
                 self.good.add(pair)
                 self._report("NEW_DYNAMIC", ts, buf, addr, hw)
             elif learned == hw:
-                self.good.add(pair)
+                if addr in self.challenged:  # still active: keep watching it
+                    self.challenged[addr] = ts
+                    self.recheck()
+                else:
+                    self.good.add(pair)
             else:
-                self._report("SPOOFED_DYNAMIC", ts, buf, addr, hw, [learned])
+                self._challenge(ts, buf, addr, hw, pair, learned)
+
+    def _challenge(self, ts: float, buf: bytes, addr: bytes, hw: bytes, pair: bytes, learned: bytes) -> None:
+        """Another MAC than the learned one announces the address (see the module docstring)."""
+        heard = self.challenged.get(addr)
+        if heard is None:  # from now on, see every announcement of the learned MAC
+            heard = self.challenged[addr] = ts
+            self.good.discard(addr + learned)
+            self.recheck()
+        if ts - heard < self.relearn_after:
+            self._report("SPOOFED_DYNAMIC", ts, buf, addr, hw, [learned])
+            return
+        del self.challenged[addr]
+        self.dynamic[addr] = hw
+        self.since[addr] = ts
+        self.good.add(pair)
+        self._report("NEW_DYNAMIC", ts, buf, addr, hw, previous=learned)
 
     def learned(self) -> dict[str, dict]:
         """The dynamic table for the state file: address -> {mac, since}."""
@@ -88,10 +119,12 @@ class _Neighbor(Probe):
                 self.dynamic[addr] = hw
                 self.since[addr] = float(entry["since"])
 
-    def _report(self, what: str, ts, buf, addr, hw, expected=None) -> None:
+    def _report(self, what: str, ts, buf, addr, hw, expected=None, previous=None) -> None:
         data = {"mac_addr_source": mac(buf[6:12]), self.key: str(self.text(addr)), "mac_addr": mac(hw)}
         if expected is not None:
             data["mac_addr_expected"] = [mac(m) for m in expected]
+        if previous is not None:
+            data["mac_addr_previous"] = mac(previous)
         self.emit(f"{self.prefix}_{what}", ts, data, buf)
 
 
