@@ -2,10 +2,11 @@
  * walking the records of a pcap file or the frames of a capture ring block, and
  * the sieve that drops frames the probes have already judged.
  *
- * Records(data, offset, big_endian, scale, name, error, release)
+ * Records(data, offset, big_endian, scale, name, error, release, snaplen)
  *     Iterator of (timestamp, frame bytes) over the classic pcap records of `data`
  *     (a buffer: the mapped file) from `offset`, the file header already checked
  *     by ixpect.pcap. A damaged record raises `error` after the frames before it.
+ *     `snaplen` (the file header's) is kept as an attribute for the engine.
  *     With `release` (data must then be a read-only file mapping) the pages walked
  *     are given back as it goes, so that a replay's RSS does not grow with the file.
  *
@@ -48,7 +49,7 @@ typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int held;
-    Py_ssize_t off, released;
+    Py_ssize_t off, released, snaplen;
     int big, release;
     double scale;
     PyObject *name;
@@ -72,8 +73,8 @@ static void records_release(Records *self)
 static int records_init(Records *self, PyObject *args, PyObject *kwds)
 {
     PyObject *data, *name, *error;
-    if (!PyArg_ParseTuple(args, "OnpdUOp", &data, &self->off, &self->big, &self->scale, &name, &error,
-                          &self->release))
+    if (!PyArg_ParseTuple(args, "OnpdUOpn", &data, &self->off, &self->big, &self->scale, &name, &error,
+                          &self->release, &self->snaplen))
         return -1;
     records_release(self);
     if (PyObject_GetBuffer(data, &self->view, PyBUF_SIMPLE) < 0)
@@ -138,6 +139,11 @@ static void records_dealloc(Records *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyMemberDef records_members[] = {
+    {"snaplen", T_PYSSIZET, offsetof(Records, snaplen), READONLY, "The capture's snapshot length."},
+    {NULL},
+};
+
 static PyTypeObject RecordsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ixpect._frames.Records",
@@ -149,6 +155,7 @@ static PyTypeObject RecordsType = {
     .tp_dealloc = (destructor)records_dealloc,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)records_next,
+    .tp_members = records_members,
 };
 
 /* -- TPACKET_V3 blocks ---------------------------------------------------------- */

@@ -4,7 +4,9 @@ Each function decodes one layer from a `bytes` frame at an offset and returns pl
 tuples of ints and `bytes` slices: no objects per frame, no text formatting (that
 happens only when an event is raised). Truncated or inconsistent input raises
 `Malformed` with a reason; the engine turns it into an IXPECT_BAD_PACKET event, so
-the decoder never lets anything else escape.
+the decoder never lets anything else escape. A frame at least `snaplen` long may
+have been cut short by the capture: an IP packet longer than such a frame is
+decoded as far as it was captured.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def arp(buf: bytes, off: int) -> tuple[int, bytes, bytes, bytes, bytes] | None:
 _IPV4 = struct.Struct("!BxHxxHxBxx4s4s").unpack_from  # ver/IHL, length, fragment, protocol, addresses
 
 
-def ipv4(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int]:
+def ipv4(buf: bytes, off: int, snaplen: float) -> tuple[bytes, bytes, int, int, int]:
     """(source, destination, protocol, its offset, end of the IPv4 packet). A non-first
     fragment yields the protocol with no payload to decode (offset == end)."""
     n = len(buf)
@@ -91,8 +93,10 @@ def ipv4(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int]:
         raise Malformed(f"IPv4 header length {hlen} with total length {length}")
     end = off + length
     if end > n:
-        raise Malformed(f"IPv4 total length {length} exceeds the frame ({n - off})")
-    return src, dst, proto, end if frag & 0x1FFF else off + hlen, end
+        if n < snaplen:
+            raise Malformed(f"IPv4 total length {length} exceeds the frame ({n - off})")
+        end = n
+    return src, dst, proto, end if frag & 0x1FFF else min(off + hlen, end), end
 
 
 def udp(buf: bytes, p: int, end: int) -> tuple[int, int]:
@@ -124,7 +128,7 @@ def llc(buf: bytes, off: int) -> tuple[int, int, int, int]:
     return dsap, ssap, ctrl, -1
 
 
-def ipv6(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int, int]:
+def ipv6(buf: bytes, off: int, snaplen: float) -> tuple[bytes, bytes, int, int, int, int]:
     """(source, destination, hop limit, upper-layer protocol, its offset, end of the
     IPv6 payload), walking the extension header chain. A non-first fragment or ESP
     yields the protocol with no payload to decode (offset == end)."""
@@ -135,7 +139,9 @@ def ipv6(buf: bytes, off: int) -> tuple[bytes, bytes, int, int, int, int]:
         raise Malformed(f"IPv6 EtherType with IP version {buf[off] >> 4}")
     end = off + 40 + (buf[off + 4] << 8 | buf[off + 5])
     if end > n:
-        raise Malformed(f"IPv6 payload length {end - off - 40} exceeds the frame ({n - off - 40})")
+        if n < snaplen:
+            raise Malformed(f"IPv6 payload length {end - off - 40} exceeds the frame ({n - off - 40})")
+        end = n
     proto = buf[off + 6]
     p = off + 40
     while True:

@@ -40,6 +40,8 @@ _SIEVED_DECODERS = {ETH_ARP: ("arp", 42, ((14, 20),))}
 #: would cost more than it saves, and its frames all run the probes until the next
 #: reconfiguration.
 SIEVE_LIMIT = 1 << 16
+#: the snaplen of a source that never cuts frames short
+_UNCUT = float("inf")
 
 
 class Engine:
@@ -58,6 +60,7 @@ class Engine:
         self._sieve: Sieve | None = None
         self.unsieved: set[int] = set()  # EtherTypes the sieve gave up until the next configure
         self._spoke = False  # an event was raised since the last frame the sieve could learn
+        self.snaplen = _UNCUT  # of the source being fed
         self.configure(probes_cfg)
 
     def configure(self, probes_cfg: dict, members: MemberTable | None = None) -> None:
@@ -165,7 +168,11 @@ class Engine:
         return lambda ts, buf, off, et: handler(ts, buf, et)
 
     def feed(self, frames: Iterable[tuple[float, bytes]]) -> None:
-        """Run every frame through the probes. Never raises for a frame's content."""
+        """Run every frame through the probes. Never raises for a frame's content.
+        A capture's `snaplen` attribute, if any, tells which frames it may have cut
+        short: the probes judge what was captured of them, and what is missing does
+        not make them malformed."""
+        self.snaplen = getattr(frames, "snaplen", 0) or _UNCUT
         every, get, default = self._every, self._table.get, self._default
         count, other = self._traffic.get, self._other_traffic
         ethernet, tagged = decode.ethernet, decode.VLAN_TPIDS
@@ -192,7 +199,8 @@ class Engine:
                     for h in get(et, default):
                         h(ts, buf, off, et)
                 except Malformed as bad:
-                    self.bad_packet(ts, buf, bad.reason)
+                    if len(buf) < self.snaplen:
+                        self.bad_packet(ts, buf, bad.reason)
                 except Exception:  # a probe bug must not take the monitor down
                     log.exception("error processing frame %d; frame skipped", self.frames + n)
                     self.bad_packet(ts, buf, "internal error while processing the frame")
@@ -222,12 +230,12 @@ class Engine:
                 h(ts, buf, op, sha, spa, tha, tpa)
 
     def _ipv4(self, ts: float, buf: bytes, off: int, et: int) -> None:
-        src, dst, proto, p, end = decode.ipv4(buf, off)
+        src, dst, proto, p, end = decode.ipv4(buf, off, self.snaplen)
         for h in self._ip4_probes:
             h(ts, buf, src, dst, proto, p, end)
 
     def _ipv6(self, ts: float, buf: bytes, off: int, et: int) -> None:
-        src, dst, hlim, proto, p, end = decode.ipv6(buf, off)
+        src, dst, hlim, proto, p, end = decode.ipv6(buf, off, self.snaplen)
         for h in self._ip6_probes:
             h(ts, buf, src, dst, proto, p, end)
         if proto != ICMPV6 or p == end or not self._nd_probes:

@@ -4,7 +4,8 @@ The file is memory-mapped; classic pcap records are walked in C (ixpect._frames)
 pcapng blocks with precompiled structs; each frame is one bytes object. Only
 Ethernet (LINKTYPE_ETHERNET) frames are yielded; pcapng packets of other interfaces
 are skipped and counted. A damaged file raises PcapError after the frames before
-the damage have been yielded.
+the damage have been yielded. The iterable has the capture's `snaplen` (0: none
+known): a frame that long may have been cut short by the capture.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import mmap
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ixpect._frames import Records
@@ -33,7 +34,7 @@ class PcapError(Exception):
     """The file is not a capture we can read, or is damaged."""
 
 
-def frames(path: str | Path) -> Iterator[tuple[float, bytes]]:
+def frames(path: str | Path) -> Iterable[tuple[float, bytes]]:
     """The file's frames; a file that is no capture at all raises PcapError here."""
     with open(path, "rb") as f:
         try:
@@ -44,7 +45,7 @@ def frames(path: str | Path) -> Iterator[tuple[float, bytes]]:
         raise PcapError(f"{path}: too short for a capture file")
     magic = struct.unpack_from("<I", data)[0]
     if magic == _PCAPNG_SHB:
-        return _pcapng(data, path)
+        return _Pcapng(data, path)
     if magic in _PCAP_MAGIC:
         return _pcap(data, path, *_PCAP_MAGIC[magic])
     raise PcapError(f"{path}: not a pcap or pcapng file (magic 0x{magic:08x})")
@@ -56,15 +57,35 @@ def _pcap(data: mmap.mmap, path, order: str, scale: float) -> Iterator[tuple[flo
     the walk is done with it."""
     if len(data) < 24:
         raise PcapError(f"{path}: truncated pcap file header")
-    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
+    snaplen, linktype = struct.unpack_from(order + "II", data, 16)
+    linktype &= 0x0FFFFFFF
     if linktype != LINKTYPE_ETHERNET:
         raise PcapError(f"{path}: unsupported link-layer type {linktype} (only Ethernet, 1)")
-    return Records(data, 24, order == ">", scale, str(path), PcapError, True)
+    return Records(data, 24, order == ">", scale, str(path), PcapError, True, snaplen)
 
 
-def _pcapng(data: mmap.mmap, path) -> Iterator[tuple[float, bytes]]:
-    with data:
-        yield from _blocks(data, path)
+class _Pcapng:
+    """The frames of a pcapng file; `snaplen` is the smallest of the interfaces
+    described before the first packet (interfaces described later do not count)."""
+
+    def __init__(self, data: mmap.mmap, path):
+        self.data, self.path = data, path
+        self.snaplen = _first_snaplen(data)
+
+    def __iter__(self) -> Iterator[tuple[float, bytes]]:
+        with self.data:
+            yield from _blocks(self.data, self.path)
+
+
+def _first_snaplen(data: mmap.mmap) -> int:
+    if len(data) < 12:
+        return 0
+    order = "<" if struct.unpack_from("<I", data, 8)[0] == _BYTE_ORDER_MAGIC else ">"
+    off, lens = struct.unpack_from(order + "I", data, 4)[0], []
+    while off + 16 <= len(data) and struct.unpack_from(order + "I", data, off)[0] == 1:
+        lens.append(struct.unpack_from(order + "I", data, off + 12)[0])
+        off += max(struct.unpack_from(order + "I", data, off + 4)[0], 12)
+    return min((n for n in lens if n), default=0)
 
 
 def _blocks(data: mmap.mmap, path) -> Iterator[tuple[float, bytes]]:

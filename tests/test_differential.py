@@ -63,7 +63,7 @@ def check(buf: bytes, seen: Counter) -> None:
                 (a.op, a.hwsrc, a.psrc, a.hwdst, a.pdst)
             seen["arp"] += 1
         elif et == decode.ETH_IPV4:
-            src, dst, proto, p, end = decode.ipv4(buf, off)
+            src, dst, proto, p, end = decode.ipv4(buf, off, float("inf"))
             ip = inner
             assert isinstance(ip, IP)
             assert (".".join(map(str, src)), ".".join(map(str, dst)), proto) == (ip.src, ip.dst, ip.proto)
@@ -84,7 +84,7 @@ def check(buf: bytes, seen: Counter) -> None:
             assert snap == (s.OUI << 16 | s.code if s is not None else -1)
             seen["llc"] += 1
         elif et == decode.ETH_IPV6:
-            src, dst, hlim, proto, p, end = decode.ipv6(buf, off)
+            src, dst, hlim, proto, p, end = decode.ipv6(buf, off, float("inf"))
             ip = inner
             assert isinstance(ip, IPv6)
             assert (v6(src), v6(dst), hlim) == (v6(ip.src), v6(ip.dst), ip.hlim)

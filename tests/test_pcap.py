@@ -1,11 +1,16 @@
 """The capture file reader: pcap (both byte orders, us and ns) and pcapng, damage handling."""
 
+import json
 import struct
+import subprocess
 
 import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, wrpcap
 
+from conftest import IXPECT
 from ixpect.pcap import PcapError, frames
 
 F1 = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / (b"a" * 50))
@@ -96,3 +101,57 @@ def test_a_long_replay_gives_back_the_pages_it_walked(tmp_path):
             peak = max(peak, _rss_file_kib() - before)
     assert n == 64_000 and got == frame
     assert peak < 24 * 1024, f"{peak} KiB of the 64 MB file stayed resident"
+
+
+# --- frames the capture cut short (snaplen) ------------------------------------------
+
+def cut_frames():
+    """An IPv4 and an IPv6 packet longer than a 96-byte snaplen, a DHCP discover whose
+    ports fit into it, and a 60-byte IPv4 frame whose length field is a lie."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    src, lan = "02:00:00:00:00:0a", dict(dst="ff:ff:ff:ff:ff:ff")
+    big4 = Ether(src=src, dst="02:00:00:00:00:0b") / IP(src="192.0.2.10", dst="192.0.2.11") / UDP(sport=1, dport=2) \
+        / (b"x" * 400)
+    big6 = Ether(src=src, dst="02:00:00:00:00:0b") / IPv6(src="2001:db8::a", dst="2001:db8::b") \
+        / UDP(sport=1, dport=2) / (b"x" * 400)
+    dhcp = Ether(src=src, **lan) / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / (b"\0" * 300)
+    lie = bytearray(bytes(Ether(src=src, dst="02:00:00:00:00:0b") / IP(src="192.0.2.10", dst="192.0.2.11")
+                          / UDP(sport=1, dport=2) / (b"x" * 18)))
+    lie[16:18] = (500).to_bytes(2, "big")
+    return [bytes(big4), bytes(big6), bytes(dhcp), bytes(lie)]
+
+
+def cut_classic(snaplen=96) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1)
+    for i, f in enumerate(cut_frames()):
+        out += struct.pack("<IIII", 1_700_000_000 + i, 0, min(len(f), snaplen), len(f)) + f[:snaplen]
+    return out
+
+
+def cut_pcapng(snaplen=96) -> bytes:
+    def block(btype, body):
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", 1, 0, snaplen))
+    for i, f in enumerate(cut_frames()):
+        us = (1_700_000_000 + i) * 1_000_000
+        data = f[:snaplen]
+        out += block(6, struct.pack("<IIIII", 0, us >> 32, us & 0xFFFFFFFF, len(data), len(f)) + data)
+    return out
+
+
+@pytest.mark.parametrize("build", [cut_classic, cut_pcapng])
+def test_frames_cut_by_the_snaplen_are_not_malformed(tmp_path, build):
+    (tmp_path / "cut.pcap").write_bytes(build())
+    (tmp_path / "c.yaml").write_text("probes:\n  ip_control: {enable: true, prefixes: [192.0.2.0/24]}\n")
+    p = subprocess.run([*IXPECT, "run", "-c", tmp_path / "c.yaml", "--pcap", tmp_path / "cut.pcap", "--jsonl", "-"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    events = [(e["type"], e["data"].get("protocol") or e["data"].get("reason")) for e in map(json.loads,
+                                                                                      p.stdout.splitlines())]
+    # the cut DHCP discover is still judged by what was captured (its cookie was cut off);
+    # only the frame that is shorter than the snaplen and lies is malformed
+    assert events == [("DHCP_PACKET_FOUND", "bootp"),
+                      ("IXPECT_BAD_PACKET", "IPv4 total length 500 exceeds the frame (46)")]
