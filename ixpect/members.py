@@ -11,9 +11,10 @@ The optional `connections` gives, per ASN (a string, as JSON keys are), the memb
 number of connections (ports or LAGs) to the LAN, for the mac_address probe.
 
 Who an event names: `member` is the owner of the station that sent the frame, its
-Ethernet source (event data `mac_addr_source`); `member_claimed` is the owner of a MAC
-or address the frame claims (`mac_addr`, `ip4_addr`, `ip6_addr`, `ip4_addr_source`,
-`ip6_addr_source`, in that order) when that is a different member: the victim of a spoof.
+Ethernet source (event data `mac_addr_source`); `member_claimed` is the owner of an address
+or MAC the frame claims (`ip4_addr`, `ip6_addr`, `mac_addr`, `ip4_addr_source`,
+`ip6_addr_source`, in that order: a spoofed address before the MAC it was bound to)
+when that is a different member: the victim of a spoof.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 from pathlib import Path
 
 #: event data keys of what a frame claims, most specific first
-CLAIMS = ("mac_addr", "ip4_addr", "ip6_addr", "ip4_addr_source", "ip6_addr_source")
+CLAIMS = ("ip4_addr", "ip6_addr", "mac_addr", "ip4_addr_source", "ip6_addr_source")
 
 
 def asns(member: dict | None) -> frozenset[int]:

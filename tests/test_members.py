@@ -28,6 +28,9 @@ def test_the_sender_is_the_member_and_the_victim_is_claimed():
     # the claimed address decides even when the sender's MAC is named first
     assert TABLE.name({"mac_addr_source": "02:00:00:00:00:0b", "protocol": "ospf",
                        "ip4_addr_source": "192.0.2.10"}) == (B, A)
+    # a stranger binds Beta's address to Alpha's MAC: the address is what was stolen
+    assert TABLE.name({"mac_addr_source": "02:00:00:00:00:99", "ip4_addr": "192.0.2.11",
+                       "mac_addr": "02:00:00:00:00:0a"}) == (None, B)
     assert TABLE.name({"table": "x", "limit": 1}) == (None, None)
 
 
