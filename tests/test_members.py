@@ -1,10 +1,13 @@
 """The member table: `member` is who sent the frame, `member_claimed` whose address it claims."""
 
-from ixpect.events import Batch
+from conftest import REPO, Recorder
+from ixpect import config
+from ixpect.events import Batch, mac
 from ixpect.members import MemberTable
 from ixpect.notify.alertmanager import alert
 from ixpect.notify.log import describe
 from ixpect.notify.render import Templates, render
+from ixpect.pcap import frames
 
 A = {"asn": 64500, "name": "Alpha"}
 B = {"asn": 64501, "name": "Beta"}
@@ -52,3 +55,21 @@ def test_both_members_reach_every_notifier_format():
         text = render(templates.get(name), [b])
         assert "AS64500 (Alpha) / AS64501 (Beta)" in text, name
         assert text.count("AS64500 (Alpha)") == 2, name
+
+
+def test_every_event_of_a_frame_names_its_sender():
+    """The one rule, for every event type the demo capture raises (every probe's): an
+    event about a frame carries the frame's Ethernet source, and `member` is its owner."""
+    cfg = config.load(REPO / "examples" / "demo.conf.yaml")
+    table = MemberTable.load(cfg["member_table"])
+    r = Recorder(cfg["probes"], table)
+    r.engine.feed(frames(REPO / "examples" / "demo.pcap"))
+    r.engine.flush()
+    types = set()
+    for ev in r.events:
+        if ev.frame is not None or "mac_addr_source" in ev.data:
+            assert ev.member == table.macs.get(ev.data["mac_addr_source"]), ev
+            types.add(ev.type)
+        if ev.frame is not None:
+            assert ev.data["mac_addr_source"] == mac(ev.frame[6:12]), ev
+    assert len(types) >= 20, types
