@@ -271,11 +271,15 @@ class Scenario:
             kinds += [self._arp_spoof, self._sender_mismatch, self._ospf, self._rogue_dhcp, self._redirect,
                       self._arp_bogon, self._directed_broadcast]
         if self.v6:
-            kinds += [self._nd_spoof, self._na_other_lladdr]
+            kinds += [self._nd_spoof]
         self.rng.choice(kinds)()
 
     def _member_mac(self) -> str:
         return self.rng.choice(self.lan.macs)
+
+    def _random_mac(self) -> str:
+        """A locally administered MAC nobody registered."""
+        return "02:" + ":".join(f"{self.rng.randrange(256):02x}" for _ in range(5))
 
     def _stp(self):
         mac = self._member_mac()
@@ -309,7 +313,7 @@ class Scenario:
 
     def _unknown_station(self):
         """A MAC nobody registered, claiming a member's address as its own."""
-        mac = "02:" + ":".join(f"{self.rng.randrange(256):02x}" for _ in range(5))
+        mac = self._random_mac()
         if self.v4:
             victim = self.rng.choice(self.v4)
             self.frames.append(Ether(src=mac, dst=BCAST) / ARP(op=2, hwsrc=mac, psrc=victim, pdst=victim))
@@ -352,21 +356,14 @@ class Scenario:
             self._expect("ARP_SENDER_MISMATCH", mac, victim, self.lan.owner(mac), self.lan.owner(victim))
 
     def _nd_spoof(self):
+        """An NA for another member's address, with the sender's MAC as target link-layer
+        address or, half of the time, some other MAC."""
         pair = self._pair(self.lan.v6, self.v6)
         if pair:
             ip, mac, victim = pair
+            lladdr = mac if self.rng.random() < 0.5 else self._random_mac()
             self.frames.append(Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=ip, dst="ff02::1", hlim=255)
-                               / ICMPv6ND_NA(tgt=victim, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))
-            self._expect("IPV6_NEIGHBOR_SPOOFED_STATIC", mac, victim, self.lan.owner(mac), self.lan.owner(victim))
-
-    def _na_other_lladdr(self):
-        """An NA for another member's address whose target link-layer address is not the sender's."""
-        pair = self._pair(self.lan.v6, self.v6)
-        if pair:
-            ip, mac, victim = pair
-            other = "02:" + ":".join(f"{self.rng.randrange(256):02x}" for _ in range(5))
-            self.frames.append(Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=ip, dst="ff02::1", hlim=255)
-                               / ICMPv6ND_NA(tgt=victim, O=1) / ICMPv6NDOptDstLLAddr(lladdr=other))
+                               / ICMPv6ND_NA(tgt=victim, O=1) / ICMPv6NDOptDstLLAddr(lladdr=lladdr))
             self._expect("IPV6_NEIGHBOR_SPOOFED_STATIC", mac, victim, self.lan.owner(mac), self.lan.owner(victim))
 
     def _ospf(self):
