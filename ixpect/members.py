@@ -49,9 +49,8 @@ class MemberTable:
     def name(self, data: dict) -> tuple[dict | None, dict | None]:
         """(member, member_claimed) of an event's data."""
         sender = self.macs.get(data.get("mac_addr_source"))
-        mine = asns(sender)
         for key in CLAIMS:
             owner = self.by_addr.get(data.get(key))
-            if owner is not None and not asns(owner) & mine:
+            if owner is not None and owner != sender and not asns(owner) & asns(sender):
                 return sender, owner
         return sender, None

@@ -71,13 +71,14 @@ class MacAddress(Probe):
             self.listed_seen.setdefault(asn, set()).add(src)
 
     def arp(self, ts, buf, op, sha, spa, tha, tpa) -> None:
-        if spa in self.owners_of and sha not in self.asns_of and sha == buf[6:12]:
+        if sha not in self.asns_of and spa in self.owners_of and sha == buf[6:12]:
             self._claims(ts, buf, sha, spa, "ip4_addr")
 
     def nd(self, ts, buf, kind, src, target, lladdr) -> None:
-        addr = src if kind == ND_NS else target if kind == ND_NA else None
-        if addr in self.owners_of and lladdr is not None and lladdr not in self.asns_of and lladdr == buf[6:12]:
-            self._claims(ts, buf, lladdr, addr, "ip6_addr")
+        if lladdr not in self.asns_of and lladdr is not None and lladdr == buf[6:12]:
+            addr = src if kind == ND_NS else target if kind == ND_NA else None
+            if addr in self.owners_of:
+                self._claims(ts, buf, lladdr, addr, "ip6_addr")
 
     def _claims(self, ts, buf, hw: bytes, addr: bytes, key: str) -> None:
         """An unlisted MAC announces a member's address as its own."""
