@@ -362,8 +362,9 @@ def test_frames_from_the_peer_become_events_naming_the_member(lab):
 
     found = wait_for(arrived, timeout=60, what="events in journalctl -u ixpect-notify", interval=1)
     arp = found["ARP_NEIGHBOR_SPOOFED_STATIC"]
-    assert arp["data"] == {"ip4_addr": lab.member_ip, "mac_addr": FOREIGN, "mac_addr_expected": [lab.member_mac]}
-    assert arp["member"] == who
+    assert arp["data"] == {"mac_addr_source": FOREIGN, "ip4_addr": lab.member_ip, "mac_addr": FOREIGN,
+                           "mac_addr_expected": [lab.member_mac]}
+    assert arp["member"] is None and arp["member_claimed"] == who  # a stranger spoofing the member
     assert found["STP_PACKET_FOUND"]["data"] == {"mac_addr_source": PEER_MAC,
                                                  "mac_addr_destination": "01:80:c2:00:00:00"}
 

@@ -63,8 +63,10 @@ def scripted_mix() -> dict[str, list]:
 
 
 EXPECTED = sorted([
-    ("ARP_NEIGHBOR_SPOOFED_STATIC", {"ip4_addr": PEER1_IP, "mac_addr": PEER2_MAC, "mac_addr_expected": [PEER1_MAC]}),
-    ("IPV6_NEIGHBOR_SPOOFED_STATIC", {"ip6_addr": PEER1_IP6, "mac_addr": PEER2_MAC, "mac_addr_expected": [PEER1_MAC]}),
+    ("ARP_NEIGHBOR_SPOOFED_STATIC", {"mac_addr_source": PEER2_MAC, "ip4_addr": PEER1_IP, "mac_addr": PEER2_MAC,
+                                     "mac_addr_expected": [PEER1_MAC]}),
+    ("IPV6_NEIGHBOR_SPOOFED_STATIC", {"mac_addr_source": PEER2_MAC, "ip6_addr": PEER1_IP6, "mac_addr": PEER2_MAC,
+                                      "mac_addr_expected": [PEER1_MAC]}),
     ("IPV6_ROUTER_ADVERTISEMENT", {"mac_addr_source": PEER2_MAC, "ip6_addr_source": "fe80::2"}),
     ("STP_PACKET_FOUND", {"mac_addr_source": PEER1_MAC, "mac_addr_destination": "01:80:c2:00:00:00"}),
     ("ETHER_TYPE_VIOLATION", {"mac_addr_source": PEER1_MAC, "ether_type": "llc"}),  # the BPDU is LLC
