@@ -14,7 +14,7 @@ MACs and, optionally, its number of connections (ports or LAGs). Within each win
   listed and such unlisted ones, outnumber its connections, each unlisted one is
   reported at the end of the window. Not visible: an unlisted MAC that never speaks
   ARP/ND for a member's address (only MAC_ADDRESS_UNKNOWN), and which port a MAC is
-  behind (a member with two ports and one spare registered MAC is not counted twice).
+  behind.
 A frame costs one set lookup once its source has been seen in the window.
 """
 
