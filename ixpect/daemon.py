@@ -54,7 +54,7 @@ def setup_logging() -> None:
 
 
 def load(path: str) -> tuple[dict, MemberTable | None]:
-    """The config and its member table; raises ConfigError or OSError."""
+    """The config and its member table; raises ConfigError, OSError or ValueError."""
     cfg = configuration.load(path)
     table = cfg.get("member_table")
     return cfg, MemberTable.load(table) if table else None
@@ -138,7 +138,7 @@ class Service:
         except configuration.ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", "\n".join(exc.errors))
             return
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
         self.configure(cfg, members)

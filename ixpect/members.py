@@ -20,6 +20,7 @@ when that is a different member: the victim of a spoof.
 from __future__ import annotations
 
 import json
+from ipaddress import ip_address
 from pathlib import Path
 
 #: event data keys of what a frame claims, most specific first
@@ -43,7 +44,13 @@ class MemberTable:
 
     @classmethod
     def load(cls, path: str | Path) -> MemberTable:
+        """Raises OSError, or ValueError naming what is wrong."""
         doc = json.loads(Path(path).read_text())
+        for addr in doc.get("ips") or ():
+            try:
+                ip_address(addr)
+            except ValueError:
+                raise ValueError(f"{path}: ips: {addr!r} is not an IP address") from None
         return cls(doc.get("macs"), doc.get("ips"), doc.get("connections"))
 
     def name(self, data: dict) -> tuple[dict | None, dict | None]:

@@ -1,5 +1,7 @@
 """The member table: `member` is who sent the frame, `member_claimed` whose address it claims."""
 
+import pytest
+
 from conftest import REPO, Recorder
 from ixpect import config
 from ixpect.events import Batch, mac
@@ -73,3 +75,10 @@ def test_every_event_of_a_frame_names_its_sender():
         if ev.frame is not None:
             assert ev.data["mac_addr_source"] == mac(ev.frame[6:12]), ev
     assert len(types) >= 20, types
+
+
+def test_a_member_table_with_a_bad_address_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "members.json"
+    path.write_text('{"macs": {}, "ips": {"192.0.2.300": {"asn": 64500, "name": "A"}}}')
+    with pytest.raises(ValueError, match=r"members.json: ips: '192.0.2.300' is not an IP address"):
+        MemberTable.load(path)

@@ -63,6 +63,18 @@ def test_reload_with_a_broken_config_keeps_the_running_one(tmp_path, caplog):
     assert monitor.engine.probes["arp_neighbor"].static  # still the old static table
 
 
+def test_reload_with_a_broken_member_table_keeps_the_running_one(tmp_path, caplog):
+    conf = tmp_path / "ixpect.conf.yaml"
+    write_config(conf, static=[("192.0.2.30", B)])
+    monitor = Monitor(str(conf), *load(conf))
+    (tmp_path / "members.json").write_text('{"ips": {"not an address": {"asn": 64500, "name": "A"}}}')
+    conf.write_text(conf.read_text() + "member_table: members.json\n")
+    monitor.reload()
+    monitor.outlet.delivery.close(0)
+    assert "reload refused" in caplog.text and "'not an address' is not an IP address" in caplog.text
+    assert monitor.engine.probes["arp_neighbor"].static
+
+
 def test_sigterm_flushes_pending_batches_and_exits_0(tmp_path):
     conf = tmp_path / "ixpect.conf.yaml"
     write_config(conf)
