@@ -347,13 +347,18 @@ class Scenario:
             self._expect("ARP_NEIGHBOR_SPOOFED_STATIC", mac, victim, self.lan.owner(mac), self.lan.owner(victim))
 
     def _sender_mismatch(self):
-        """ARP whose sender pair is another member's, correct in itself, sent from one's own MAC."""
+        """ARP sent from one's own MAC with another member's address as sender: with that
+        member's MAC (a pair correct in itself) or, half of the time, some other MAC,
+        which also spoofs the address."""
         pair = self._pair(self.lan.v4, self.v4)
         if pair:
             ip, mac, victim = pair
-            victim_mac = self.rng.choice(self.lan.v4[victim])
-            self.frames.append(Ether(src=mac, dst=BCAST) / ARP(op=1, hwsrc=victim_mac, psrc=victim, pdst=ip))
+            spoof = self.rng.random() < 0.5
+            sender = self._random_mac() if spoof else self.rng.choice(self.lan.v4[victim])
+            self.frames.append(Ether(src=mac, dst=BCAST) / ARP(op=1, hwsrc=sender, psrc=victim, pdst=ip))
             self._expect("ARP_SENDER_MISMATCH", mac, victim, self.lan.owner(mac), self.lan.owner(victim))
+            if spoof:
+                self._expect("ARP_NEIGHBOR_SPOOFED_STATIC", mac, victim, self.lan.owner(mac), self.lan.owner(victim))
 
     def _nd_spoof(self):
         """An NA for another member's address, with the sender's MAC as target link-layer
