@@ -6,7 +6,7 @@ from conftest import REPO, Recorder
 from ixpect import config
 from ixpect.events import Batch, mac
 from ixpect.members import MemberTable
-from ixpect.notify.alertmanager import alert
+from ixpect.notify.alertmanager import AlertmanagerNotifier
 from ixpect.notify.log import describe
 from ixpect.notify.render import Templates, render
 from ixpect.pcap import frames
@@ -49,10 +49,10 @@ def test_both_members_reach_every_notifier_format():
               AB, 1.0, 1.0, member_claimed=A)
     assert describe(b).endswith("member=AS64500 (Alpha) / AS64501 (Beta) member_claimed=AS64500 (Alpha)")
     assert b.to_json()["member_claimed"] == A
-    labels = alert(b)["labels"]
+    templates = Templates()
+    labels = AlertmanagerNotifier({}, {"url": "http://127.0.0.1:9"}, templates).alert(b, 1.0)["labels"]
     assert (labels["asn"], labels["member"]) == ("64500/64501", "Alpha / Beta")
     assert (labels["claimed_asn"], labels["claimed_member"]) == ("64500", "Alpha")
-    templates = Templates()
     for name in ("summary.txt", "slack.txt", "table.html"):
         text = render(templates.get(name), [b])
         assert "AS64500 (Alpha) / AS64501 (Beta)" in text, name

@@ -55,7 +55,7 @@ def test_our_name_wins_over_the_j2_name(tmp_path):
 
 def test_upstream_names_do_not_change_the_default_http_body():
     rows = json.loads(render(Templates().get("http.json"), [arp_batch()]))["batches"]
-    assert set(rows[0]) == {"id", "type", "count", "first", "last", "data", "member", "sample"}
+    assert set(rows[0]) == {"id", "type", "count", "first", "last", "data", "member", "member_claimed", "sample"}
 
 
 @pytest.mark.parametrize("text, line, message", [
