@@ -109,7 +109,9 @@ def test_export(name, tmp_path, capsys):
     if isinstance(outcome, str):
         assert code == 1
         assert re.search(outcome, stderr), stderr
-        assert list(tmp_path.iterdir()) == []  # nothing written
+        # no config and no member table; only the status file records the failure
+        assert [p.name for p in tmp_path.iterdir()] == ["ixpect.conf.status.json"]
+        assert "failed" in json.loads((tmp_path / "ixpect.conf.status.json").read_text())
         return
     assert code == 0, stderr
     assert stdout == "changed\n"
