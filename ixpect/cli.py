@@ -114,6 +114,13 @@ def parser() -> argparse.ArgumentParser:
     ns.add_argument("--vxlan-local", help="local VTEP address (with --vxlan-vni)")
     ns.add_argument("--vxlan-port", type=int, default=4789)
     ns.set_defaults(impl="ixpect.netns:main")
+
+    evpn = sub.add_parser("evpn", help="add or remove the device FRR advertises the VTEP of a VNI from")
+    evpn.add_argument("action", choices=["up", "down"])
+    evpn.add_argument("--vni", type=int, action="append", required=True, help="VNI (repeatable)")
+    evpn.add_argument("--local", help="local VTEP address, as the capture device's (with up)")
+    evpn.add_argument("--port", type=int, help="UDP port of the advertisement device, not the capture's (default 4788)")
+    evpn.set_defaults(impl="ixpect.evpn:main")
     return top
 
 
