@@ -1,0 +1,310 @@
+"""The monitor joins an EVPN fabric's flood list by itself, with Debian's FRR.
+
+A fabric leaf (FRR bgpd+zebra, route reflector for the monitor) bridges two VNIs, a
+peering LAN (100) and a jumbo LAN (200), to member routers in their own namespaces.
+The monitor host's namespace runs FRR with the config the Ansible role renders from
+the shared template (nix/evpn.nix renders it alike, see test_role_and_module_render_alike),
+`ixpect evpn up` adds the advertisement devices, and one capture per VNI, each with its
+own config, reads its kernel vxlan device in its own capture namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import ARP, Ether
+
+from conftest import require_tool, wait_for
+from ixpect.netns import inside
+from livenet import IXPECT, needs_root, quiet_namespace, read_jsonl, start, stop
+
+pytestmark = [needs_root, pytest.mark.netns]
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLE = ROOT / "ansible" / "roles" / "ixpect"
+FRR = Path("/usr/lib/frr")
+LEAF_IP, MON_IP = "10.77.0.1", "10.77.0.2"
+ASN = 65000
+M1_MAC, M2_MAC = "02:00:00:00:01:01", "02:00:00:00:02:02"
+M1_IP, M2_IP = "192.0.2.1", "192.0.2.2"
+MEMBERS = {M1_MAC: {"asn": 64501, "name": "Member One"}, M2_MAC: {"asn": 64502, "name": "Member Two"}}
+FLOOD = "00:00:00:00:00:00"
+
+LEAF_CONF = f"""\
+frr defaults traditional
+hostname leaf
+router bgp {ASN}
+ bgp router-id {LEAF_IP}
+ no bgp default ipv4-unicast
+ timers bgp 1 3
+ neighbor {MON_IP} remote-as internal
+ address-family l2vpn evpn
+  neighbor {MON_IP} activate
+  neighbor {MON_IP} route-reflector-client
+  advertise-all-vni
+ exit-address-family
+exit
+"""
+
+
+def sh(*argv, ns: str | None = None) -> str:
+    cmd = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+    done = subprocess.run([str(a) for a in cmd], capture_output=True, text=True)
+    assert done.returncode == 0, f"{cmd}: {done.stderr}"
+    return done.stdout
+
+
+class Frr:
+    """zebra and bgpd of one FRR instance in namespace `ns`, with config, pid, vty and
+    zserv paths in a directory of their own (so that several run side by side), stopped
+    by `stop()`. They run as FRR's user, as packaged: the directory is theirs."""
+
+    def __init__(self, ns: str, config: str):
+        self.ns = ns
+        self.run = run = Path(tempfile.mkdtemp(prefix="ixpect-frr-"))
+        shutil.chown(run, "frr", "frr")
+        (run / "empty.conf").touch()
+        self.procs: dict[str, subprocess.Popen] = {}
+        for daemon in ("zebra", "bgpd"):
+            with open(run / f"{daemon}.log", "w") as log:
+                self.procs[daemon] = subprocess.Popen(
+                    ["ip", "netns", "exec", ns, FRR / daemon, "-f", run / "empty.conf", "-i", run / f"{daemon}.pid",
+                     "-z", run / "zserv.api", "--vty_socket", run, "-A", "127.0.0.1", "-P", "0"],
+                    stdout=log, stderr=subprocess.STDOUT)
+            wait_for(lambda: (run / f"{daemon}.vty").exists() or self.procs[daemon].poll() is not None,
+                     what=f"{daemon} in {ns}")
+            assert self.procs[daemon].poll() is None, (run / f"{daemon}.log").read_text()
+        # as frrinit.sh does with the integrated config: vtysh hands each daemon its part
+        (run / "frr.conf").write_text(config)
+        sh("vtysh", "--vty_socket", run, "-f", run / "frr.conf", ns=ns)
+
+    def vtysh(self, *commands: str) -> str:
+        return sh("vtysh", "--vty_socket", self.run, *[a for c in commands for a in ("-c", c)], ns=self.ns)
+
+    def json(self, command: str):
+        return json.loads(self.vtysh(command + " json"))
+
+    def stop_bgpd(self) -> None:
+        stop(self.procs["bgpd"])
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs.values()):
+            stop(proc)
+        shutil.rmtree(self.run)
+
+
+class Fabric:
+    """Underlay veth leaf <-> monitor host, the leaf's bridges and the members."""
+
+    def __init__(self):
+        tag = secrets.token_hex(3)
+        self.ns = {n: f"ixe-{n}-{tag}" for n in ("leaf", "mon", "m1", "m2", "cap100", "cap200")}
+        self.frr: list[Frr] = []
+
+    def build(self) -> None:
+        # all made here: one made under `ip netns exec` would stay in that command's mounts
+        for name in self.ns.values():
+            quiet_namespace(name)
+        for role in ("leaf", "mon"):
+            sh("ip", "link", "set", "lo", "up", ns=self.ns[role])
+        leaf, mon = self.ns["leaf"], self.ns["mon"]
+        sh("ip", "link", "add", "ul0", "netns", leaf, "type", "veth", "peer", "name", "ul0", "netns", mon)
+        for ns, addr in ((leaf, LEAF_IP), (mon, MON_IP)):
+            sh("ip", "addr", "add", f"{addr}/24", "dev", "ul0", ns=ns)
+            sh("ip", "link", "set", "ul0", "up", ns=ns)
+        for vni in (100, 200):
+            sh("ip", "link", "add", f"br{vni}", "type", "bridge", ns=leaf)
+            sh("ip", "link", "add", f"vxlan{vni}", "type", "vxlan", "id", vni, "local", LEAF_IP,
+               "dstport", 4789, "nolearning", ns=leaf)
+            sh("ip", "link", "set", f"vxlan{vni}", "master", f"br{vni}", "up", ns=leaf)
+            sh("ip", "link", "set", f"br{vni}", "up", ns=leaf)
+        # m1 is on both LANs (eth0 peering, eth1 jumbo), m2 on the peering LAN only
+        for member, mac, ports in (("m1", M1_MAC, ((100, "eth0"), (200, "eth1"))), ("m2", M2_MAC, ((100, "eth0"),))):
+            for vni, ifname in ports:
+                port = f"{member}v{vni}"
+                sh("ip", "link", "add", port, "netns", leaf, "type", "veth", "peer", "name", ifname,
+                   "address", mac, "netns", self.ns[member])
+                sh("ip", "link", "set", port, "master", f"br{vni}", "up", ns=leaf)
+                sh("ip", "link", "set", ifname, "up", ns=self.ns[member])
+        # the underlay's VxLAN packets, counted where they leave each host
+        for ns in (leaf, mon):
+            sh("nft", "add table netdev ixe; add chain netdev ixe out { type filter hook egress device ul0 priority 0; };"
+               " add rule netdev ixe out udp dport { 4788, 4789 } counter", ns=ns)
+        self.leaf = self.start_frr("leaf", LEAF_CONF)
+
+    def start_frr(self, role: str, config: str) -> Frr:
+        frr = Frr(self.ns[role], config)
+        self.frr.append(frr)
+        return frr
+
+    def vxlan_sent(self, role: str) -> int:
+        rules = json.loads(sh("nft", "-j", "list", "chain", "netdev", "ixe", "out", ns=self.ns[role]))
+        return sum(e["rule"]["expr"][-1]["counter"]["packets"] for e in rules["nftables"] if "rule" in e)
+
+    def flood_list(self, vni: int) -> list[str]:
+        fdb = sh("bridge", "fdb", "show", "dev", f"vxlan{vni}", ns=self.ns["leaf"]).splitlines()
+        return sorted(line.split(" dst ")[1].split()[0] for line in fdb if line.startswith(FLOOD))
+
+    def send(self, member: str, ifname: str, frames) -> None:
+        self.send_from(self.ns[member], ifname, frames)
+
+    @staticmethod
+    def send_from(ns: str, ifname: str, frames) -> None:
+        with inside(ns):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        with sock:
+            sock.bind((ifname, 0))
+            for f in frames:
+                sock.send(bytes(f))
+
+    def close(self) -> None:
+        for frr in self.frr:
+            frr.stop()
+        for name in self.ns.values():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def fabric():
+    for tool in ("vtysh", "nft", "bridge"):
+        require_tool(tool)
+    if not (FRR / "bgpd").exists():
+        require_tool("bgpd")  # not on PATH either: skip, or fail in CI
+    topo = Fabric()
+    try:
+        topo.build()
+        yield topo
+    finally:
+        topo.close()
+
+
+def role_render(tmp: Path, **role_vars) -> str:
+    """templates/frr.conf.j2 rendered by Ansible with the role's own variables."""
+    user = tmp / "role-vars.json"
+    user.write_text(json.dumps(role_vars))
+    out = tmp / "role-frr.conf"
+    env = {**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    done = subprocess.run(
+        [Path(sys.executable).parent / "ansible", "localhost", "-c", "local", "-m", "ansible.builtin.template",
+         "-a", f"src={ROLE / 'templates' / 'frr.conf.j2'} dest={out}",
+         "-e", f"@{ROLE / 'defaults' / 'main.yml'}", "-e", f"@{ROLE / 'vars' / 'main.yml'}", "-e", f"@{user}",
+         "-e", "evpn={{ _ixpect_evpn }}"], capture_output=True, text=True, env=env, cwd=tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out.read_text()
+
+
+def capture_config(tmp: Path, vni: int) -> Path:
+    conf = tmp / f"vni{vni}.conf.yaml"
+    members = tmp / f"vni{vni}.conf.members.json"
+    members.write_text(json.dumps({"macs": MEMBERS}))
+    conf.write_text(yaml.safe_dump({
+        "member_table": str(members),
+        "probes": {
+            "arp_neighbor": {"enable": True, "static_resolutions": [{"ip": M1_IP, "mac": M1_MAC}, {"ip": M2_IP, "mac": M2_MAC}]},
+            "ipv6_router": {"enable": True},
+        },
+        "event": {"collection_window": "1s", "notifiers": {"log": {"format": "json"}}},
+    }))
+    return conf
+
+
+def ixpect(*argv, ns: str | None = None) -> None:
+    cmd = [*(["ip", "netns", "exec", ns] if ns else []), *IXPECT, *map(str, argv)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
+    mon = fabric.ns["mon"]
+    conf = role_render(tmp_path, ixpect_capture_vxlan_vni=100, ixpect_capture_vxlan_local=MON_IP,
+                       ixpect_evpn={"asn": ASN, "neighbors": [{"address": LEAF_IP}], "keepalive": 1, "hold": 3,
+                                    "route_target": f"{ASN}:100"})
+    speaker = fabric.start_frr("mon", conf)
+    wait_for(lambda: fabric.leaf.json("show bgp l2vpn evpn summary")["peers"][MON_IP]["state"] == "Established",
+             what="the monitor's BGP session")
+
+    # one capture per VNI, each with its own config and capture namespace
+    captures = {}
+    for vni in (100, 200):
+        ixpect("netns", "up", "--name", fabric.ns[f"cap{vni}"], "--vxlan-vni", vni, "--vxlan-local", MON_IP, ns=mon)
+        jsonl = tmp_path / f"vni{vni}.jsonl"
+        captures[vni] = (jsonl, start(["run", "-c", capture_config(tmp_path, vni), "--interface", f"vxlan{vni}",
+                                       "--netns", fabric.ns[f"cap{vni}"], "--jsonl", jsonl], tmp_path / f"vni{vni}.log"))
+    try:
+        assert fabric.flood_list(100) == [] and fabric.flood_list(200) == []
+        ixpect("evpn", "up", "--vni", 100, "--vni", 200, "--local", MON_IP, ns=mon)
+        wait_for(lambda: fabric.flood_list(100) == [MON_IP] and fabric.flood_list(200) == [MON_IP],
+                 what="the monitor's VTEP in the leaf's flood lists")
+
+        # the leaf has from the monitor exactly its two IMET routes, with the configured RT
+        # for VNI 100 and the automatic one for 200 ...
+        def from_monitor():
+            routes = fabric.leaf.json("show bgp l2vpn evpn route")
+            return sorted((prefix, path["extendedCommunity"]["string"])
+                          for rd in routes.values() if isinstance(rd, dict)
+                          for prefix, entry in rd.items() if isinstance(entry, dict)
+                          for paths in entry["paths"] for path in paths if path["peerId"] == MON_IP)
+        imet = [("[3]:[0]:[32]:[10.77.0.2]", f"RT:{ASN}:100 ET:8"), ("[3]:[0]:[32]:[10.77.0.2]", f"RT:{ASN}:200 ET:8")]
+        assert from_monitor() == imet
+        # ... even when the monitor has a MAC of its own to advertise (a port in its
+        # advertisement bridge): the type-2 route stays local
+        sh("ip", "link", "add", "probe0", "type", "veth", "peer", "name", "probe1", ns=mon)
+        sh("ip", "link", "set", "probe0", "master", "evpnbr100", "up", ns=mon)
+        sh("ip", "link", "set", "probe1", "up", ns=mon)
+        sh("ip", "link", "set", "evpnbr100", "up", ns=mon)
+        sh("bridge", "fdb", "add", "02:00:00:00:99:99", "dev", "probe0", "master", "static", ns=mon)
+        wait_for(lambda: "02:00:00:00:99:99" in speaker.vtysh("show bgp l2vpn evpn route type macip"),
+                 what="the monitor's own type-2 route")
+        assert from_monitor() == imet
+
+        # members flood; both captures see their own LAN only, and name the member
+        fabric.send("m2", "eth0", [Ether(src=M2_MAC, dst="ff:ff:ff:ff:ff:ff")
+                                   / ARP(op=2, hwsrc=M2_MAC, psrc=M1_IP, hwdst="ff:ff:ff:ff:ff:ff", pdst=M1_IP)])
+        fabric.send("m1", "eth1", [Ether(src=M1_MAC, dst="33:33:00:00:00:01")
+                                   / IPv6(src="fe80::1", dst="ff02::1", hlim=255) / ICMPv6ND_RA()
+                                   / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)])
+        for vni, (type_, member) in {100: ("ARP_NEIGHBOR_SPOOFED_STATIC", "Member Two"),
+                                      200: ("IPV6_ROUTER_ADVERTISEMENT", "Member One")}.items():
+            jsonl = captures[vni][0]
+            events = wait_for(lambda: read_jsonl(jsonl), what=f"an event from VNI {vni}")
+            assert [(e["type"], e["member"]["name"]) for e in events] == [(type_, member)]
+
+        # frames injected into the monitor's advertisement bridge go nowhere ...
+        fabric.send_from(mon, "probe1", [Ether(src="02:00:00:00:99:99", dst=dst) / ARP(psrc=M1_IP, pdst=M2_IP)
+                                         for dst in ("ff:ff:ff:ff:ff:ff", M1_MAC, M2_MAC)])
+        # ... as nothing the fabric announces reached the monitor's tables or kernel
+        peer = speaker.json("show bgp l2vpn evpn summary")["peers"][LEAF_IP]
+        assert peer["pfxRcd"] == 0 and fabric.leaf.json("show bgp l2vpn evpn summary")["peers"][MON_IP]["pfxSnt"] >= 4
+        vnis = speaker.json("show evpn vni")
+        assert sorted(vnis) == ["100", "200"] and all(v["numRemoteVteps"] == 0 for v in vnis.values())
+        macs = speaker.json("show evpn mac vni all")
+        assert {mac: m["type"] for v in macs.values() for mac, m in v.get("macs", {}).items()} == {"02:00:00:00:99:99": "local"}
+        for vni in (100, 200):
+            assert " dst " not in sh("bridge", "fdb", "show", "dev", f"evpn{vni}", ns=mon)
+            assert " dst " not in sh("bridge", "fdb", "show", ns=fabric.ns[f"cap{vni}"])
+        assert fabric.vxlan_sent("leaf") > 0 and fabric.vxlan_sent("mon") == 0
+
+        # the advertisement device goes: its route is withdrawn, the other VNI's stays
+        ixpect("evpn", "down", "--vni", 200, ns=mon)
+        wait_for(lambda: fabric.flood_list(200) == [] and fabric.flood_list(100) == [MON_IP],
+                 what="VNI 200's route withdrawn")
+        # the speaker stops: the last route goes
+        speaker.stop_bgpd()
+        wait_for(lambda: fabric.flood_list(100) == [], what="the flood list without the monitor")
+        assert fabric.vxlan_sent("mon") == 0
+    finally:
+        for vni, (_, proc) in captures.items():
+            stop(proc)
+            subprocess.run(["ip", "netns", "exec", mon, *IXPECT, "netns", "down", "--name", fabric.ns[f"cap{vni}"],
+                            "--vxlan-vni", str(vni)], capture_output=True)
