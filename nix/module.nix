@@ -149,6 +149,7 @@ in
   # and `capture.interface` mean the same here. What it has and this module has not gets
   # an evaluation error that says what to do instead.
   imports = [
+    ./evpn.nix
     (lib.mkRemovedOptionModule [ "services" "ixpect" "packetPoolSize" ] ''
       Frames are read from a TPACKET_V3 ring (64 blocks of 1 MiB) that the kernel fills;
       there is no packet pool to size. Remove the option.

@@ -43,6 +43,10 @@ VARIANTS = {
               {"ixpect_netns": "ixp-lan", "ixpect_capture_vxlan_vni": 4711,
                "ixpect_capture_vxlan_local": "198.51.100.7", "ixpect_template_dir": "/etc/ixpect/templates",
                "ixpect_settings": {"probes": {"stp": {"enable": True}}}}),
+    "evpn": ('''{ services.ixpect = { enable = true; capture.vxlan = { vni = 100; localAddress = "198.51.100.7"; };
+                evpn = { enable = true; asn = 65000; neighbors = [ "198.51.100.1" "198.51.100.2" ]; }; }; }''',
+             {"ixpect_capture_vxlan_vni": 100, "ixpect_capture_vxlan_local": "198.51.100.7", "ixpect_settings": {},
+              "ixpect_evpn": {"asn": 65000, "neighbors": ["198.51.100.1", "198.51.100.2"]}}),
     "static-user": ('''{ services.ixpect = { enable = true; dynamicUser = false; capture.interface = "eth9"; }; }''',
                     {"ixpect_dynamic_user": False, "ixpect_capture_interface": "eth9", "ixpect_settings": {}}),
 }
@@ -164,7 +168,8 @@ def variant(request, tmp_path_factory):
 def test_units_carry_exactly_the_shared_hardening(variant):
     label, files = variant
     services = {name.removesuffix(".service") for name in files if name.endswith(".service")}
-    expected = {"ixpect-netns", "ixpect-capture", "ixpect-notify"} | ({"ixpect-ixf"} if label == "ixf" else set())
+    expected = ({"ixpect-netns", "ixpect-capture", "ixpect-notify"} | ({"ixpect-ixf"} if label == "ixf" else set())
+                | ({"ixpect-evpn"} if label == "evpn" else set()))
     assert services == expected
     for unit in services:
         service = units.parse(files[f"{unit}.service"].read_text())["Service"]

@@ -228,7 +228,7 @@ def ixpect(*argv, ns: str | None = None) -> None:
 def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
     mon = fabric.ns["mon"]
     conf = role_render(tmp_path, ixpect_capture_vxlan_vni=100, ixpect_capture_vxlan_local=MON_IP,
-                       ixpect_evpn={"asn": ASN, "neighbors": [{"address": LEAF_IP}], "keepalive": 1, "hold": 3,
+                       ixpect_evpn={"asn": ASN, "neighbors": [LEAF_IP], "keepalive": 1, "hold": 3,
                                     "route_target": f"{ASN}:100"})
     speaker = fabric.start_frr("mon", conf)
     wait_for(lambda: fabric.leaf.json("show bgp l2vpn evpn summary")["peers"][MON_IP]["state"] == "Established",
@@ -308,3 +308,40 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
             stop(proc)
             subprocess.run(["ip", "netns", "exec", mon, *IXPECT, "netns", "down", "--name", fabric.ns[f"cap{vni}"],
                             "--vxlan-vni", str(vni)], capture_output=True)
+
+
+def test_role_and_module_render_alike(tmp_path):
+    """nix/evpn.nix (evaluated by tests/nix/harness.nix, its build step run) and the role
+    write the same frr.conf from the same settings; rd and route target are FRR's own
+    unless set, and the config gives bgpd no other route to send and none to accept."""
+    require_tool("nix-instantiate")
+    sys.path.insert(0, str(ROOT / "tests" / "nix"))
+    import render_units
+
+    venv = Path(sys.executable).parent.parent
+    for nix_evpn, role_evpn in (
+        ('asn = 65000; neighbors = [ "198.51.100.1" "198.51.100.2" ];',
+         {"asn": 65000, "neighbors": ["198.51.100.1", "198.51.100.2"]}),
+        ('asn = 4200000001; neighbors = [ "2001:db8::1" ]; remoteAs = "external"; routerId = "192.0.2.9";'
+         ' keepalive = 3; hold = 9; rd = "192.0.2.9:4711"; routeTarget = "64999:4711";',
+         {"asn": 4200000001, "neighbors": ["2001:db8::1"], "remote_as": "external", "router_id": "192.0.2.9",
+          "keepalive": 3, "hold": 9, "rd": "192.0.2.9:4711", "route_target": "64999:4711"}),
+    ):
+        nix = render_units.evaluate(
+            '{ services.ixpect = { enable = true; capture.vxlan = { vni = 4711; localAddress = "198.51.100.7"; };'
+            f' evpn = {{ enable = true; {nix_evpn} }}; }}; }}', str(venv))
+        module = render_units.build(nix["frr"]["configFile"], tmp_path).read_text()
+        role = role_render(tmp_path, ixpect_capture_vxlan_vni=4711, ixpect_capture_vxlan_local="198.51.100.7",
+                           ixpect_evpn=role_evpn | {"hostname": "ixpect"})
+        assert module == role
+        lines = role.splitlines()
+        for neighbor in role_evpn["neighbors"]:
+            assert [line.strip() for line in lines if line.strip().startswith(f"neighbor {neighbor} ")] == [
+                f"neighbor {neighbor} remote-as {role_evpn.get('remote_as', 'internal')}",
+                f"neighbor {neighbor} activate",
+                f"neighbor {neighbor} route-map IXPECT-EVPN-IN in",
+                f"neighbor {neighbor} route-map IXPECT-EVPN-OUT out"]
+        assert ("   rd 192.0.2.9:4711" in lines) == ("rd" in role_evpn)
+        assert ("vni 4711" in role) == ("rd" in role_evpn)
+        assert "redistribute" not in role and "network " not in role and "advertise-" not in role.replace(
+            "advertise-all-vni", "")

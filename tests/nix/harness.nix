@@ -48,6 +48,7 @@ let
         lo: hi: mkType "integer between ${toString lo} and ${toString hi}" (v: builtins.isInt v && v >= lo && v <= hi);
     };
     nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) // { elemType = t; };
+    listOf = t: mkType "list of ${t.name}" (v: isList v && all t.check v);
     submodule = m: mkType "submodule" isAttrs // { inherit (m) options; };
     # pkgs.formats.yaml's type: anything JSON can hold (YAML is a superset).
     json = mkType "YAML value" (
@@ -158,6 +159,10 @@ let
         }
       );
     writeShellScript = name: text: builtins.toFile name "#!/bin/bash\n${text}";
+    writeText = builtins.toFile;
+    # the venv has python3 with jinja2, and Debian's vtysh is in /usr/bin
+    python3.withPackages = _: { outPath = package; };
+    frr.outPath = "/usr";
     # Debian's /usr/bin stands in for these store paths.
     coreutils.outPath = "/usr";
     systemd.outPath = "/usr";
@@ -266,7 +271,15 @@ let
   # The module and its imports (functions of the module arguments, or attrsets).
   args = { inherit config lib pkgs utils; };
   top = import module args;
-  modules = [ top ] ++ map (i: if builtins.isFunction i then i args else i) (top.imports or [ ]);
+  modules =
+    [ top ]
+    ++ map (
+      i:
+      let
+        m = if builtins.isPath i then import i else i;
+      in
+      if builtins.isFunction m then m args else m
+    ) (top.imports or [ ]);
   m = {
     options = builtins.foldl' (acc: mod: lib.recursiveUpdate acc (mod.options or { })) nixosOptions modules;
     config = concatMap (mod: defsOf (mod.config or { })) modules;
@@ -307,4 +320,5 @@ else
     etc = mapAttrs (_: e: e.source) (out.environment.etc or { });
     users = out.users or { };
     packages = out.environment.systemPackages or [ ];
+    frr = out.services.frr or { };
   }

@@ -21,7 +21,8 @@ from pathlib import Path
 
 HARNESS = Path(__file__).with_name("harness.nix")
 STORE_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-[^\s\"'/;]+")
-DEPENDENCIES = {"wants": "Wants", "requires": "Requires", "bindsTo": "BindsTo", "after": "After", "before": "Before"}
+DEPENDENCIES = {"wants": "Wants", "requires": "Requires", "bindsTo": "BindsTo", "partOf": "PartOf",
+                "after": "After", "before": "Before"}
 TRIGGERS = {"restartTriggers": "X-Restart-Triggers", "reloadTriggers": "X-Reload-Triggers"}
 
 

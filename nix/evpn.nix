@@ -1,0 +1,184 @@
+# services.ixpect.evpn: the monitor joins the VxLAN/EVPN fabric's flood list by itself.
+#
+#   services.frr    bgpd sessions to the route reflectors, address family l2vpn evpn,
+#                   config rendered from ./frr.conf.j2 (the Ansible role renders the
+#                   same template): type-3 routes out, nothing in
+#   ixpect-evpn     oneshot, CAP_NET_ADMIN: `ixpect evpn up` adds the device FRR
+#                   advertises the capture VNI from; bound to ixpect-capture, so the
+#                   route exists only while the capture runs
+{
+  config,
+  lib,
+  pkgs,
+  utils,
+  ...
+}:
+
+let
+  inherit (lib) mkEnableOption mkIf mkOption types;
+
+  cfg = config.services.ixpect;
+  evpn = cfg.evpn;
+  vxlan = cfg.capture.vxlan;
+  exe = lib.getExe cfg.package;
+  hardening = lib.importJSON ./hardening.json;
+  vni = [
+    "--vni"
+    (toString vxlan.vni)
+  ];
+
+  # The variables of frr.conf.j2, as the role's _ixpect_evpn. The password is not among
+  # them: it would land in the store; ixpect-evpn hands it to bgpd at run time.
+  frrVars.evpn = {
+    hostname = config.networking.hostName or "ixpect";
+    inherit (evpn) asn neighbors keepalive hold;
+    router_id = if evpn.routerId != null then evpn.routerId else vxlan.localAddress;
+    remote_as = evpn.remoteAs;
+    password = null;
+    vnis = [
+      {
+        inherit (vxlan) vni;
+        rd = evpn.rd;
+        route_target = evpn.routeTarget;
+      }
+    ];
+  };
+  frrConfig =
+    pkgs.runCommand "frr.conf"
+      { nativeBuildInputs = [ (pkgs.python3.withPackages (ps: [ ps.jinja2 ])) ]; }
+      ''
+        python3 ${./render-jinja.py} ${./frr.conf.j2} ${pkgs.writeText "frr-vars.json" (builtins.toJSON frrVars)} > $out
+      '';
+
+  # vtysh commands that set the session password, from a file outside the store.
+  passwordScript = pkgs.writeShellScript "ixpect-evpn-password" ''
+    set -eu
+    umask 077
+    password=$(cat "$CREDENTIALS_DIRECTORY/bgp-password")
+    {
+      echo "router bgp ${toString evpn.asn}"
+      for neighbor in ${lib.escapeShellArgs evpn.neighbors}; do
+        echo " neighbor $neighbor password $password"
+      done
+    } > "$RUNTIME_DIRECTORY/password.conf"
+    ${pkgs.frr}/bin/vtysh -f "$RUNTIME_DIRECTORY/password.conf"
+    rm "$RUNTIME_DIRECTORY/password.conf"
+  '';
+in
+{
+  options.services.ixpect.evpn = {
+    enable = mkEnableOption ''
+      the EVPN speaker: FRR advertises one type-3 (IMET) route for the capture's VNI with
+      its VTEP address to the fabric's route reflectors, advertises nothing else and
+      accepts no route. Needs {option}`capture.vxlan`; FRR's config on this host is this
+      module's'';
+    asn = mkOption {
+      type = types.ints.between 1 4294967295;
+      example = 65000;
+      description = "Local AS number of the speaker.";
+    };
+    neighbors = mkOption {
+      type = types.listOf types.str;
+      example = [
+        "198.51.100.1"
+        "198.51.100.2"
+      ];
+      description = "Addresses of the fabric's route reflectors (or leaves) to peer with.";
+    };
+    remoteAs = mkOption {
+      type = types.str;
+      default = "internal";
+      example = "65001";
+      description = "AS of the neighbors: `internal` (iBGP), `external` or a number.";
+    };
+    routerId = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "BGP router id; null: the VTEP address ({option}`capture.vxlan.localAddress`).";
+    };
+    keepalive = mkOption {
+      type = types.ints.between 0 65535;
+      default = 60;
+      description = "BGP keepalive interval in seconds.";
+    };
+    hold = mkOption {
+      type = types.ints.between 0 65535;
+      default = 180;
+      description = "BGP hold time in seconds (0, or at least 3).";
+    };
+    passwordFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/ixpect-bgp";
+      description = ''
+        File with the TCP MD5 password of the sessions (read at run time with systemd's
+        LoadCredential=, never copied to the store).
+      '';
+    };
+    rd = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "198.51.100.7:100";
+      description = "Route distinguisher of the VNI; null: FRR's automatic one (router-id:index).";
+    };
+    routeTarget = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "65000:100";
+      description = "Export route target of the VNI; null: FRR's automatic one (AS:VNI).";
+    };
+  };
+
+  config = mkIf (cfg.enable && evpn.enable) {
+    assertions = [
+      {
+        assertion = vxlan != null;
+        message = "services.ixpect.evpn advertises a VxLAN capture's VTEP: set services.ixpect.capture.vxlan.";
+      }
+      {
+        assertion = evpn.neighbors != [ ];
+        message = "services.ixpect.evpn.neighbors: name at least one route reflector.";
+      }
+    ];
+
+    services.frr = {
+      bgpd.enable = true;
+      configFile = frrConfig;
+    };
+
+    systemd.services.ixpect-evpn = {
+      description = "IXpect EVPN advertisement of VNI ${toString vxlan.vni} (VTEP ${vxlan.localAddress})";
+      # The route pulls the LAN's BUM traffic to this host: only while the capture runs.
+      wantedBy = [ "ixpect-capture.service" ];
+      bindsTo = [ "ixpect-capture.service" ];
+      # restarted with FRR, which forgets the password handed to it at run time
+      partOf = [ "frr.service" ];
+      wants = [ "frr.service" ];
+      after = [
+        "ixpect-capture.service"
+        "frr.service"
+      ];
+      serviceConfig =
+        hardening.ixpect-evpn
+        // {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${exe} evpn up ${
+            utils.escapeSystemdExecArgs (
+              vni
+              ++ [
+                "--local"
+                vxlan.localAddress
+              ]
+            )
+          }";
+          ExecStop = "${exe} evpn down ${utils.escapeSystemdExecArgs vni}";
+        }
+        // lib.optionalAttrs (evpn.passwordFile != null) {
+          LoadCredential = "bgp-password:${evpn.passwordFile}";
+          RuntimeDirectory = "ixpect-evpn";
+          ExecStartPost = "${passwordScript}";
+        };
+    };
+  };
+}
