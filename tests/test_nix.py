@@ -66,7 +66,8 @@ def test_nix_file_parses(path, nix):
 
 def test_every_nix_file_is_covered():
     expected = {"flake.nix", "nix/module.nix", "nix/package.nix", "vm-tests/default.nix",
-                "vm-tests/lan.nix", "vm-tests/interface.nix", "vm-tests/vxlan.nix", "tests/nix/harness.nix"}
+                "vm-tests/lan.nix", "vm-tests/interface.nix", "vm-tests/vxlan.nix", "vm-tests/evpn.nix", "nix/evpn.nix",
+                "tests/nix/harness.nix"}
     assert expected <= {str(p.relative_to(ROOT)) for p in nix_files()}
 
 
@@ -104,7 +105,7 @@ def test_flake_inputs_and_outputs():
         "checks": ["aarch64-linux", "x86_64-linux"], "devShells": ["aarch64-linux", "x86_64-linux"],
         "formatter": ["aarch64-linux", "x86_64-linux"], "nixosModules": ["default"],
         "packages": ["aarch64-linux", "x86_64-linux"]}
-    assert flake["checks"] == ["package", "vm-interface", "vm-vxlan"]
+    assert flake["checks"] == ["package", "vm-evpn", "vm-interface", "vm-vxlan"]
     assert flake["packages"] == ["default"] and flake["devShells"] == ["default"] and flake["module"]
 
 
@@ -145,13 +146,13 @@ def pyflakes_messages(source: str, filename: str, driver_globals: set[str]) -> l
 
 def test_vm_tests_are_the_flake_checks():
     tests = vm_tests()
-    assert sorted(tests) == ["vm-interface", "vm-vxlan"]
+    assert sorted(tests) == ["vm-evpn", "vm-interface", "vm-vxlan"]
     for t in tests.values():
         assert {"monitor", "peer1", "peer2", "observer", "mail", "ixf"} <= set(t["nodes"])
-    assert "switch" in tests["vm-vxlan"]["nodes"]
+    assert "switch" in tests["vm-vxlan"]["nodes"] and "switch" in tests["vm-evpn"]["nodes"]
 
 
-@pytest.mark.parametrize("check", ["vm-interface", "vm-vxlan"])
+@pytest.mark.parametrize("check", ["vm-interface", "vm-vxlan", "vm-evpn"])
 def test_vm_test_script_compiles_and_passes_pyflakes(check):
     t = vm_tests()[check]
     compile(t["testScript"], check, "exec")
@@ -163,22 +164,23 @@ def test_vm_test_script_compiles_and_passes_pyflakes(check):
     assert {"start_lan", "check_monitor", "run_violations", "check_ixf_refresh", "check_silence"} <= called
 
 
-@pytest.mark.parametrize("variant", ["interface", "vxlan"])
+@pytest.mark.parametrize("variant", ["interface", "vxlan", "evpn"])
 def test_vm_monitor_config_renders(variant, tmp_path, nix):
     """The VM tests' services.ixpect passes the module's option checks; its units verify."""
     definitions = f"""
       let
         lan = import {ROOT}/vm-tests/lan.nix {{ module = {{ }}; }};
         m = (import {ROOT}/vm-tests/{variant}.nix {{ module = {{ }}; }}).nodes.monitor;
-        node = if builtins.isFunction m then m {{ config.networking.primaryIPAddress = "192.168.1.3"; }} else m;
+        node = if builtins.isFunction m then m {{ config.networking.primaryIPAddress = "192.168.1.3";
+                                                  nodes.switch.networking.primaryIPAddress = "192.168.1.7"; }} else m;
       in {{ services.ixpect = lan.monitor.services.ixpect // node.services.ixpect; }}"""
     files = render_units.render(definitions, str(VENV), tmp_path)
-    assert sorted(files) == ["ixpect-capture.service", "ixpect-ixf.service", "ixpect-ixf.timer",
-                             "ixpect-netns.service", "ixpect-notify.service"]
+    assert sorted(files) == ["ixpect-capture.service", *(["ixpect-evpn.service"] if variant == "evpn" else []),
+                             "ixpect-ixf.service", "ixpect-ixf.timer", "ixpect-netns.service", "ixpect-notify.service"]
     proc = analyze("verify", "--man=no", *map(str, files.values()))
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
     capture = files["ixpect-capture.service"].read_text()
-    assert f"--interface\" \"{dict(interface='peering', vxlan='vxlan100')[variant]}\"" in capture
+    assert f"--interface\" \"{dict(interface='peering', vxlan='vxlan100', evpn='vxlan100')[variant]}\"" in capture
 
 
 @pytest.mark.parametrize("script", ["violate.py", "mail_dump.py"])
@@ -475,7 +477,7 @@ def test_ddix_options_we_lack_say_what_to_do(ddix_settings, extra, outside, erro
 
 def test_disabled_module_defines_nothing(nix):
     result = render_units.evaluate("{ services.ixpect.capture.interface = \"a\"; }", str(VENV))
-    assert result == {"services": {}, "timers": {}, "etc": {}, "users": {}, "packages": []}
+    assert result == {"services": {}, "timers": {}, "etc": {}, "users": {}, "packages": [], "frr": {}}
 
 
 # ---------------------------------------------------------------- build-time config check
@@ -546,3 +548,14 @@ def test_mail_dump_finds_encoded_mails(tmp_path, monkeypatch):
                       (["ARP_NEIGHBOR_SPOOFED_STATIC", "Peer One Networks"], 1), (["STP_PACKET_FOUND"], 1)):
         monkeypatch.setattr(sys, "argv", expect + words)
         assert dump.main() == rc, words
+
+
+@pytest.mark.parametrize("evpn, message", [
+    ('capture.interface = "eth1"; evpn = { enable = true; asn = 65000; neighbors = [ "192.0.2.1" ]; };',
+     "services.ixpect.evpn advertises a VxLAN capture's VTEP"),
+    ('capture.vxlan = { vni = 1; localAddress = "192.0.2.7"; }; evpn = { enable = true; asn = 65000; neighbors = [ ]; };',
+     "services.ixpect.evpn.neighbors: name at least one route reflector"),
+])
+def test_evpn_needs_a_vxlan_capture_and_a_neighbor(evpn, message, nix):
+    with pytest.raises(render_units.NixError, match=re.escape(message)):
+        render_units.evaluate(f"{{ services.ixpect = {{ enable = true; {evpn} }}; }}", str(VENV))

@@ -3,4 +3,5 @@
 {
   vm-interface = pkgs.testers.runNixOSTest (import ./interface.nix { inherit module; });
   vm-vxlan = pkgs.testers.runNixOSTest (import ./vxlan.nix { inherit module; });
+  vm-evpn = pkgs.testers.runNixOSTest (import ./evpn.nix { inherit module; });
 }
