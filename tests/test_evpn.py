@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,10 @@ class Fabric:
     def vxlan_sent(self, role: str) -> int:
         rules = json.loads(sh("nft", "-j", "list", "chain", "netdev", "ixe", "out", ns=self.ns[role]))
         return sum(e["rule"]["expr"][-1]["counter"]["packets"] for e in rules["nftables"] if "rule" in e)
+
+    def received(self, role: str, ifname: str) -> int:
+        link = json.loads(sh("ip", "-s", "-j", "link", "show", ifname, ns=self.ns[role]))[0]
+        return link["stats64"]["rx"]["packets"]
 
     def flood_list(self, vni: int) -> list[str]:
         fdb = sh("bridge", "fdb", "show", "dev", f"vxlan{vni}", ns=self.ns["leaf"]).splitlines()
@@ -294,6 +299,20 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
             assert " dst " not in sh("bridge", "fdb", "show", "dev", f"evpn{vni}", ns=mon)
             assert " dst " not in sh("bridge", "fdb", "show", ns=fabric.ns[f"cap{vni}"])
         assert fabric.vxlan_sent("leaf") > 0 and fabric.vxlan_sent("mon") == 0
+
+        # ARP/ND suppression (RFC 9161) on the leaf: a gratuitous ARP is no longer flooded
+        # to the monitor, a request for an address nobody has still is
+        sh("bridge", "link", "set", "dev", "vxlan100", "neigh_suppress", "on", ns=fabric.ns["leaf"])
+        garp = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst=M1_IP)
+        request = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst="192.0.2.99")
+        for frame, delivered in ((garp, 0), (request, 1)):
+            before = fabric.received("cap100", "vxlan100")
+            fabric.send("m1", "eth0", [frame])
+            if delivered:
+                wait_for(lambda: fabric.received("cap100", "vxlan100") > before, what="the flooded ARP request")
+            else:
+                time.sleep(1)
+            assert fabric.received("cap100", "vxlan100") - before == delivered
 
         # the advertisement device goes: its route is withdrawn, the other VNI's stays
         ixpect("evpn", "down", "--vni", 200, ns=mon)
