@@ -83,7 +83,7 @@ def up(vni: int, local: str, port: int = ADVERTISE_PORT) -> None:
             info = dict(ipr.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
             have = (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_LOCAL") or info.get("IFLA_VXLAN_LOCAL6"))
             if have != (vni, str(ipaddress.ip_address(local))):
-                raise RuntimeError(f"{vxlan} exists with VNI {have[0]} and VTEP {have[1]}; "
+                raise RuntimeError(f"{vxlan} exists with VTEP {have[1]}, not {local}; "
                                    f"run `ixpect evpn down --vni {vni}` first")
         _quiet(ipr, idx, vxlan)
         ipr.link("set", index=idx, master=br)

@@ -364,3 +364,41 @@ def test_role_and_module_render_alike(tmp_path):
         assert ("vni 4711" in role) == ("rd" in role_evpn)
         assert "redistribute" not in role and "network " not in role and "advertise-" not in role.replace(
             "advertise-all-vni", "")
+
+
+@pytest.fixture
+def host_ns():
+    """A namespace standing in for the monitor host, IPv6 on as on most hosts."""
+    name = f"ixe-host-{secrets.token_hex(3)}"
+    sh("ip", "netns", "add", name)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_evpn_up_is_idempotent_and_refuses_what_it_cannot_do(host_ns):
+    def evpn(*argv):
+        return subprocess.run(["ip", "netns", "exec", host_ns, *IXPECT, "evpn", *map(str, argv)],
+                              capture_output=True, text=True)
+
+    for _ in range(2):
+        assert evpn("up", "--vni", 100, "--vni", 16777215, "--local", MON_IP).returncode == 0
+    links = {link["ifname"]: link for link in json.loads(sh("ip", "-d", "-j", "link", "show", ns=host_ns))}
+    addrs = {link["ifname"]: link["addr_info"] for link in json.loads(sh("ip", "-j", "addr", "show", ns=host_ns))}
+    for vni in (100, 16777215):
+        vxlan, bridge = links[f"evpn{vni}"], links[f"evpnbr{vni}"]
+        data = vxlan["linkinfo"]["info_data"]
+        assert (data["id"], data["local"], data["port"], data["learning"]) == (vni, MON_IP, 4788, False)
+        assert vxlan["master"] == f"evpnbr{vni}" and "UP" in vxlan["flags"] and "NOARP" in vxlan["flags"]
+        assert "UP" not in bridge["flags"] and "NOARP" in bridge["flags"]
+        assert addrs[f"evpn{vni}"] == [] == addrs[f"evpnbr{vni}"]  # no IPv6 link-local either
+    for argv, message in (
+        (("up", "--vni", 100, "--local", "10.77.0.3"), "evpn100 exists with VTEP 10.77.0.2, not 10.77.0.3"),
+        (("up", "--vni", 16777216, "--local", MON_IP), "VNI 16777216 is outside 0..16777215"),
+        (("up", "--vni", 7, "--local", "not-an-address"), "does not appear to be an IPv4 or IPv6 address"),
+        (("up", "--vni", 7), "evpn up needs --local"),
+    ):
+        done = evpn(*argv)
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+    for _ in range(2):
+        assert evpn("down", "--vni", 100, "--vni", 16777215).returncode == 0
+    assert [link["ifname"] for link in json.loads(sh("ip", "-j", "link", "show", ns=host_ns))] == ["lo"]
