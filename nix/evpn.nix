@@ -145,6 +145,9 @@ in
       bgpd.enable = true;
       configFile = frrConfig;
     };
+    # A reload (frr-reload) would drop the password that is not in the file; a restart
+    # restarts ixpect-evpn too (partOf), which hands it over again.
+    systemd.services.frr = mkIf (evpn.passwordFile != null) { reloadIfChanged = lib.mkForce false; };
 
     systemd.services.ixpect-evpn = {
       description = "IXpect EVPN advertisement of VNI ${toString vxlan.vni} (VTEP ${vxlan.localAddress})";

@@ -559,3 +559,28 @@ def test_mail_dump_finds_encoded_mails(tmp_path, monkeypatch):
 def test_evpn_needs_a_vxlan_capture_and_a_neighbor(evpn, message, nix):
     with pytest.raises(render_units.NixError, match=re.escape(message)):
         render_units.evaluate(f"{{ services.ixpect = {{ enable = true; {evpn} }}; }}", str(VENV))
+
+
+def test_evpn_password_stays_out_of_the_store_and_reaches_bgpd(tmp_path, nix):
+    """passwordFile: read with LoadCredential= and handed to bgpd with vtysh when ixpect-evpn
+    starts; frr.service restarts instead of reloading (a reload would drop it)."""
+    result = render_units.evaluate("""{ services.ixpect = { enable = true;
+        capture.vxlan = { vni = 100; localAddress = "198.51.100.7"; };
+        evpn = { enable = true; asn = 65000; neighbors = [ "198.51.100.1" "198.51.100.2" ];
+                 passwordFile = "/run/secrets/bgp"; }; }; }""", str(VENV))
+    unit = result["services"]["ixpect-evpn"]["serviceConfig"]
+    assert unit["LoadCredential"] == "bgp-password:/run/secrets/bgp"
+    assert result["services"]["frr"] == {"reloadIfChanged": False}
+    frr_conf = render_units.build(result["frr"]["configFile"], tmp_path).read_text()
+    assert "password" not in frr_conf and "neighbor 198.51.100.2 remote-as internal" in frr_conf
+    creds, run, log = tmp_path / "creds", tmp_path / "run", tmp_path / "vtysh.log"
+    creds.mkdir()
+    run.mkdir()
+    (creds / "bgp-password").write_text("s3cret\n")
+    script = Path(unit["ExecStartPost"]).read_text().replace(
+        "/usr/bin/vtysh", f"sh -c 'test \"$1\" = -f && cat \"$2\" > {log}' vtysh")
+    subprocess.run(["bash", "-c", script], check=True,
+                   env={"CREDENTIALS_DIRECTORY": str(creds), "RUNTIME_DIRECTORY": str(run), "PATH": "/usr/bin:/bin"})
+    assert log.read_text() == ("router bgp 65000\n neighbor 198.51.100.1 password s3cret\n"
+                               " neighbor 198.51.100.2 password s3cret\n")
+    assert list(run.iterdir()) == []

@@ -89,6 +89,8 @@ let
       type = types.package;
       default = pkgs.${name};
     };
+    # the only definition the module makes of these options: its priority cannot matter
+    mkForce = content: content;
     mkIf = condition: content: {
       _type = "if";
       inherit condition content;
