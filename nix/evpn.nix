@@ -139,6 +139,20 @@ in
         assertion = evpn.neighbors != [ ];
         message = "services.ixpect.evpn.neighbors: name at least one route reflector.";
       }
+      # each of these ends up verbatim in frr.conf
+      {
+        assertion =
+          lib.all (n: builtins.match "[0-9A-Fa-f:.]+" n != null) evpn.neighbors
+          && builtins.match "internal|external|[0-9]+" evpn.remoteAs != null
+          && (evpn.routerId == null || builtins.match "[0-9.]+" evpn.routerId != null)
+          && lib.all (v: v == null || builtins.match "[0-9A-Za-z.:]+" v != null) [
+            evpn.rd
+            evpn.routeTarget
+          ];
+        message = ''
+          services.ixpect.evpn: neighbors must be IP addresses, remoteAs internal, external or
+          a number, routerId an IPv4 address, rd and routeTarget like 65000:100.'';
+      }
     ];
 
     services.frr = {

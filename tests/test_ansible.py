@@ -138,6 +138,16 @@ def localhost_inventory(tmp_path):
     ({"ixpect_settings": {}, "ixpect_capture_interface": "eth 1"}, "may only contain letters"),
     ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 16777216, "ixpect_capture_vxlan_local": "192.0.2.1"},
      "the VNI must be 0..16777215"),
+    ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_evpn": {"asn": 65000, "neighbors": ["192.0.2.1"]}},
+     "ixpect_evpn advertises the VTEP of a VxLAN capture"),
+    ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 1, "ixpect_capture_vxlan_local": "192.0.2.7",
+      "ixpect_evpn": {"asn": 65000, "neighbors": ["192.0.2.1\n redistribute connected"]}},
+     "ixpect_evpn advertises the VTEP of a VxLAN capture"),
+    ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 1, "ixpect_capture_vxlan_local": "192.0.2.7",
+      "ixpect_evpn": {"asn": 65000, "neighbors": ["192.0.2.1"], "password": "two words"}},
+     "ixpect_evpn advertises the VTEP of a VxLAN capture"),
+    ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 1, "ixpect_capture_vxlan_local": "192.0.2.7",
+      "ixpect_evpn": {"neighbors": ["192.0.2.1"]}}, "missing required arguments: asn found in ixpect_evpn"),
 ])
 def test_bad_variables_are_refused_before_anything_changes(localhost_inventory, extra, message):
     proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",

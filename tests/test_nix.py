@@ -555,6 +555,12 @@ def test_mail_dump_finds_encoded_mails(tmp_path, monkeypatch):
      "services.ixpect.evpn advertises a VxLAN capture's VTEP"),
     ('capture.vxlan = { vni = 1; localAddress = "192.0.2.7"; }; evpn = { enable = true; asn = 65000; neighbors = [ ]; };',
      "services.ixpect.evpn.neighbors: name at least one route reflector"),
+    ('capture.vxlan = { vni = 1; localAddress = "192.0.2.7"; };'
+     ' evpn = { enable = true; asn = 65000; neighbors = [ "192.0.2.1\\n redistribute connected" ]; };',
+     "services.ixpect.evpn: neighbors must be IP addresses"),
+    ('capture.vxlan = { vni = 1; localAddress = "192.0.2.7"; };'
+     ' evpn = { enable = true; asn = 65000; neighbors = [ "192.0.2.1" ]; routeTarget = "65000:1 extra"; };',
+     "services.ixpect.evpn: neighbors must be IP addresses"),
 ])
 def test_evpn_needs_a_vxlan_capture_and_a_neighbor(evpn, message, nix):
     with pytest.raises(render_units.NixError, match=re.escape(message)):

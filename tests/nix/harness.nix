@@ -78,7 +78,7 @@ let
       s;
 
   lib = {
-    inherit types;
+    inherit types all;
     mkOption = attrs: attrs // { _type = "option"; };
     mkEnableOption = name: lib.mkOption {
       type = types.bool;
