@@ -18,6 +18,7 @@ Both actions are idempotent.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -63,9 +64,9 @@ def up(vni: int, local: str, port: int = ADVERTISE_PORT) -> None:
     """Create (or re-check) the advertisement device of `vni` with VTEP address `local`."""
     if not 0 <= vni <= 0xFFFFFF:
         raise ValueError(f"VNI {vni} is outside 0..16777215")
-    family = "vxlan_local6" if ipaddress.ip_address(local).version == 6 else "vxlan_local"
     vxlan, bridge = names(vni)
     with IPRoute() as ipr:
+        idx = _vxlan(ipr, vxlan, vni, local, port)
         br = _find(ipr, bridge)
         if br is None:
             # no STP: a down bridge sends no BPDU anyway, but nothing should ever try
@@ -73,22 +74,33 @@ def up(vni: int, local: str, port: int = ADVERTISE_PORT) -> None:
             br = _find(ipr, bridge)
         ipr.link("set", index=br, state="down")
         _quiet(ipr, br, bridge)
-        idx = _find(ipr, vxlan)
-        if idx is None:
-            ipr.link("add", ifname=vxlan, kind="vxlan", vxlan_id=vni, vxlan_port=port,
-                     vxlan_learning=0, **{family: local})
-            idx = _find(ipr, vxlan)
-            log.info("created %s (VNI %d, VTEP %s, UDP port %d)", vxlan, vni, local, port)
-        else:
-            info = dict(ipr.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
-            have = (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_LOCAL") or info.get("IFLA_VXLAN_LOCAL6"))
-            if have != (vni, str(ipaddress.ip_address(local))):
-                raise RuntimeError(f"{vxlan} exists with VTEP {have[1]}, not {local}; "
-                                   f"run `ixpect evpn down --vni {vni}` first")
         _quiet(ipr, idx, vxlan)
         ipr.link("set", index=idx, master=br)
         ipr.link("set", index=idx, state="up")
     log.info("%s in down bridge %s: FRR advertises VNI %d with VTEP %s", vxlan, bridge, vni, local)
+
+
+def _vxlan(ipr: IPRoute, ifname: str, vni: int, local: str, port: int) -> int:
+    """The index of vxlan device `ifname`, created if missing; an existing one must match."""
+    idx = _find(ipr, ifname)
+    if idx is not None:
+        info = dict(ipr.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
+        have = (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_LOCAL") or info.get("IFLA_VXLAN_LOCAL6"))
+        if have != (vni, str(ipaddress.ip_address(local))):
+            raise RuntimeError(f"{ifname} exists with VTEP {have[1]}, not {local}; "
+                               f"run `ixpect evpn down --vni {vni}` first")
+        return idx
+    family = "vxlan_local6" if ipaddress.ip_address(local).version == 6 else "vxlan_local"
+    try:
+        ipr.link("add", ifname=ifname, kind="vxlan", vxlan_id=vni, vxlan_port=port,
+                 vxlan_learning=0, **{family: local})
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+        raise RuntimeError(f"the kernel has a vxlan device with VNI {vni} on UDP port {port} "
+                           "already (the capture's?): choose another --port") from None
+    log.info("created %s (VNI %d, VTEP %s, UDP port %d)", ifname, vni, local, port)
+    return _find(ipr, ifname)
 
 
 def down(vni: int) -> None:

@@ -380,6 +380,7 @@ def test_evpn_up_is_idempotent_and_refuses_what_it_cannot_do(host_ns):
         return subprocess.run(["ip", "netns", "exec", host_ns, *IXPECT, "evpn", *map(str, argv)],
                               capture_output=True, text=True)
 
+    sh("ip", "link", "add", "vxlan8", "type", "vxlan", "id", 8, "local", MON_IP, "dstport", 4789, ns=host_ns)
     for _ in range(2):
         assert evpn("up", "--vni", 100, "--vni", 16777215, "--local", MON_IP).returncode == 0
     links = {link["ifname"]: link for link in json.loads(sh("ip", "-d", "-j", "link", "show", ns=host_ns))}
@@ -396,9 +397,11 @@ def test_evpn_up_is_idempotent_and_refuses_what_it_cannot_do(host_ns):
         (("up", "--vni", 16777216, "--local", MON_IP), "VNI 16777216 is outside 0..16777215"),
         (("up", "--vni", 7, "--local", "not-an-address"), "does not appear to be an IPv4 or IPv6 address"),
         (("up", "--vni", 7), "evpn up needs --local"),
+        (("up", "--vni", 8, "--local", MON_IP, "--port", 4789),
+         "the kernel has a vxlan device with VNI 8 on UDP port 4789 already (the capture's?)"),
     ):
         done = evpn(*argv)
         assert done.returncode == 1 and message in done.stderr, done.stderr
     for _ in range(2):
         assert evpn("down", "--vni", 100, "--vni", 16777215).returncode == 0
-    assert [link["ifname"] for link in json.loads(sh("ip", "-j", "link", "show", ns=host_ns))] == ["lo"]
+    assert [link["ifname"] for link in json.loads(sh("ip", "-j", "link", "show", ns=host_ns))] == ["lo", "vxlan8"]
