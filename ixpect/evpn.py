@@ -25,7 +25,7 @@ import os
 
 from pyroute2 import IPRoute, NetlinkError
 
-from ixpect.netns import ADDR_GEN_MODE_NONE, IFF_NOARP
+from ixpect.netns import ADDR_GEN_MODE_NONE, IFF_NOARP, _find, _sysctl
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,6 @@ def names(vni: int) -> tuple[str, str]:
     return f"evpn{vni}", f"evpnbr{vni}"
 
 
-def _sysctl(key: str, value: str) -> None:
-    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-        f.write(value)
-
-
 def _quiet(ipr: IPRoute, idx: int, ifname: str) -> None:
     """No ARP, no IPv6 address of any kind on the device."""
     ipr.link("set", index=idx, flags=IFF_NOARP, change=IFF_NOARP)
@@ -53,11 +48,6 @@ def _quiet(ipr: IPRoute, idx: int, ifname: str) -> None:
             ("IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_MODE_NONE)]})]})
     except (OSError, NetlinkError) as exc:  # IPv6 disabled on the whole host
         log.debug("%s: IPv6 already off: %s", ifname, exc)
-
-
-def _find(ipr: IPRoute, ifname: str) -> int | None:
-    found = ipr.link_lookup(ifname=ifname)
-    return found[0] if found else None
 
 
 def up(vni: int, local: str, port: int = ADVERTISE_PORT) -> None:
