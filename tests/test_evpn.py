@@ -77,6 +77,14 @@ class Frr:
         shutil.chown(run, "frr", "frr")
         (run / "empty.conf").touch()
         self.procs: dict[str, subprocess.Popen] = {}
+        try:
+            self._start(config)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, config: str) -> None:
+        run, ns = self.run, self.ns
         for daemon in ("zebra", "bgpd"):
             with open(run / f"{daemon}.log", "w") as log:
                 self.procs[daemon] = subprocess.Popen(
@@ -239,14 +247,15 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
     wait_for(lambda: fabric.leaf.json("show bgp l2vpn evpn summary")["peers"][MON_IP]["state"] == "Established",
              what="the monitor's BGP session")
 
-    # one capture per VNI, each with its own config and capture namespace
     captures = {}
-    for vni in (100, 200):
-        ixpect("netns", "up", "--name", fabric.ns[f"cap{vni}"], "--vxlan-vni", vni, "--vxlan-local", MON_IP, ns=mon)
-        jsonl = tmp_path / f"vni{vni}.jsonl"
-        captures[vni] = (jsonl, start(["run", "-c", capture_config(tmp_path, vni), "--interface", f"vxlan{vni}",
-                                       "--netns", fabric.ns[f"cap{vni}"], "--jsonl", jsonl], tmp_path / f"vni{vni}.log"))
     try:
+        # one capture per VNI, each with its own config and capture namespace
+        for vni in (100, 200):
+            ixpect("netns", "up", "--name", fabric.ns[f"cap{vni}"], "--vxlan-vni", vni, "--vxlan-local", MON_IP, ns=mon)
+            jsonl = tmp_path / f"vni{vni}.jsonl"
+            captures[vni] = (jsonl, start(["run", "-c", capture_config(tmp_path, vni), "--interface", f"vxlan{vni}",
+                                           "--netns", fabric.ns[f"cap{vni}"], "--jsonl", jsonl],
+                                          tmp_path / f"vni{vni}.log"))
         assert fabric.flood_list(100) == [] and fabric.flood_list(200) == []
         ixpect("evpn", "up", "--vni", 100, "--vni", 200, "--local", MON_IP, ns=mon)
         wait_for(lambda: fabric.flood_list(100) == [MON_IP] and fabric.flood_list(200) == [MON_IP],
@@ -323,10 +332,8 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
         wait_for(lambda: fabric.flood_list(100) == [], what="the flood list without the monitor")
         assert fabric.vxlan_sent("mon") == 0
     finally:
-        for vni, (_, proc) in captures.items():
+        for _, proc in captures.values():
             stop(proc)
-            subprocess.run(["ip", "netns", "exec", mon, *IXPECT, "netns", "down", "--name", fabric.ns[f"cap{vni}"],
-                            "--vxlan-vni", str(vni)], capture_output=True)
 
 
 def test_role_and_module_render_alike(tmp_path):
