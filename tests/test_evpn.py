@@ -27,6 +27,9 @@ from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from conftest import require_tool, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "ansible"))
+import units  # noqa: E402
 from ixpect.netns import inside
 from livenet import IXPECT, needs_root, quiet_namespace, read_jsonl, start, stop
 
@@ -202,19 +205,22 @@ def fabric():
         topo.close()
 
 
-def role_render(tmp: Path, **role_vars) -> str:
-    """templates/frr.conf.j2 rendered by Ansible with the role's own variables."""
-    user = tmp / "role-vars.json"
-    user.write_text(json.dumps(role_vars))
-    out = tmp / "role-frr.conf"
-    env = {**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-    done = subprocess.run(
-        [Path(sys.executable).parent / "ansible", "localhost", "-c", "local", "-m", "ansible.builtin.template",
-         "-a", f"src={ROLE / 'templates' / 'frr.conf.j2'} dest={out}",
-         "-e", f"@{ROLE / 'defaults' / 'main.yml'}", "-e", f"@{ROLE / 'vars' / 'main.yml'}", "-e", f"@{user}",
-         "-e", "evpn={{ _ixpect_evpn }}"], capture_output=True, text=True, env=env, cwd=tmp)
+def role_render(out: Path, **role_vars) -> dict[str, Path]:
+    """frr.conf and the units as the Ansible role writes them for these variables
+    (tests/ansible/render_units.yml, the role's own templates and variables)."""
+    out.mkdir()
+    extra = role_vars | {"ixpect_settings": {}, "ixpect_venv": str(Path(sys.executable).parent.parent),
+                         "out": str(out)}
+    done = subprocess.run([Path(sys.executable).parent / "ansible-playbook", ROOT / "tests/ansible/render_units.yml",
+                           "-e", json.dumps(extra)], capture_output=True, text=True,
+                          env=os.environ | {"ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg")})
     assert done.returncode == 0, done.stdout + done.stderr
-    return out.read_text()
+    return {p.name: p for p in out.iterdir()}
+
+
+def unit_command(unit: Path, directive: str) -> list[str]:
+    """The argv of a unit's Exec*= line (the venv's real ixpect)."""
+    return units.argv(units.parse(unit.read_text())["Service"][directive][0])
 
 
 def capture_config(tmp: Path, vni: int) -> Path:
@@ -232,18 +238,17 @@ def capture_config(tmp: Path, vni: int) -> Path:
     return conf
 
 
-def ixpect(*argv, ns: str | None = None) -> None:
-    cmd = [*(["ip", "netns", "exec", ns] if ns else []), *IXPECT, *map(str, argv)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
 def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
+    """The monitor side runs only what the role renders: frr.conf, and per VNI the
+    ExecStart/ExecStop of ixpect-netns and ixpect-evpn (the role's per-host units, rendered
+    once per VNI), with one capture per VNI in place of ixpect-capture."""
     mon = fabric.ns["mon"]
-    conf = role_render(tmp_path, ixpect_capture_vxlan_vni=100, ixpect_capture_vxlan_local=MON_IP,
-                       ixpect_evpn={"asn": ASN, "neighbors": [LEAF_IP], "keepalive": 1, "hold": 3,
-                                    "route_target": f"{ASN}:100"})
-    speaker = fabric.start_frr("mon", conf)
+    evpn = {"asn": ASN, "neighbors": [LEAF_IP], "keepalive": 1, "hold": 3}
+    role = {vni: role_render(tmp_path / f"role{vni}", ixpect_netns=fabric.ns[f"cap{vni}"],
+                             ixpect_capture_vxlan_vni=vni, ixpect_capture_vxlan_local=MON_IP,
+                             ixpect_evpn=evpn | ({"route_target": f"{ASN}:100"} if vni == 100 else {}))
+            for vni in (100, 200)}
+    speaker = fabric.start_frr("mon", role[100]["frr.conf"].read_text())
     wait_for(lambda: fabric.leaf.json("show bgp l2vpn evpn summary")["peers"][MON_IP]["state"] == "Established",
              what="the monitor's BGP session")
 
@@ -251,13 +256,14 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
     try:
         # one capture per VNI, each with its own config and capture namespace
         for vni in (100, 200):
-            ixpect("netns", "up", "--name", fabric.ns[f"cap{vni}"], "--vxlan-vni", vni, "--vxlan-local", MON_IP, ns=mon)
+            sh(*unit_command(role[vni]["ixpect-netns.service"], "ExecStart"), ns=mon)
             jsonl = tmp_path / f"vni{vni}.jsonl"
             captures[vni] = (jsonl, start(["run", "-c", capture_config(tmp_path, vni), "--interface", f"vxlan{vni}",
                                            "--netns", fabric.ns[f"cap{vni}"], "--jsonl", jsonl],
                                           tmp_path / f"vni{vni}.log"))
         assert fabric.flood_list(100) == [] and fabric.flood_list(200) == []
-        ixpect("evpn", "up", "--vni", 100, "--vni", 200, "--local", MON_IP, ns=mon)
+        for vni in (100, 200):
+            sh(*unit_command(role[vni]["ixpect-evpn.service"], "ExecStart"), ns=mon)
         wait_for(lambda: fabric.flood_list(100) == [MON_IP] and fabric.flood_list(200) == [MON_IP],
                  what="the monitor's VTEP in the leaf's flood lists")
 
@@ -324,7 +330,7 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
             assert fabric.received("cap100", "vxlan100") - before == delivered
 
         # the advertisement device goes: its route is withdrawn, the other VNI's stays
-        ixpect("evpn", "down", "--vni", 200, ns=mon)
+        sh(*unit_command(role[200]["ixpect-evpn.service"], "ExecStop"), ns=mon)
         wait_for(lambda: fabric.flood_list(200) == [] and fabric.flood_list(100) == [MON_IP],
                  what="VNI 200's route withdrawn")
         # the speaker stops: the last route goes
@@ -357,8 +363,9 @@ def test_role_and_module_render_alike(tmp_path):
             '{ services.ixpect = { enable = true; capture.vxlan = { vni = 4711; localAddress = "198.51.100.7"; };'
             f' evpn = {{ enable = true; {nix_evpn} }}; }}; }}', str(venv))
         module = render_units.build(nix["frr"]["configFile"], tmp_path).read_text()
-        role = role_render(tmp_path, ixpect_capture_vxlan_vni=4711, ixpect_capture_vxlan_local="198.51.100.7",
-                           ixpect_evpn=role_evpn | {"hostname": "ixpect"})
+        role = role_render(tmp_path / f"role-{role_evpn['asn']}", ixpect_capture_vxlan_vni=4711,
+                           ixpect_capture_vxlan_local="198.51.100.7",
+                           ixpect_evpn=role_evpn | {"hostname": "ixpect"})["frr.conf"].read_text()
         assert module == role
         lines = role.splitlines()
         for neighbor in role_evpn["neighbors"]:
