@@ -1,9 +1,14 @@
 """The config file: parse, validate against schema/ixpect.conf.schema.json, complete.
 
 Public API:
-    load(path) -> dict              the config of a file, ready to use
-    load_text(text, name="<config>", base_dir=None) -> dict
+    load(path, files=True) -> dict  the config of a file, ready to use; with `files`
+                                    the secrets, templates and member table it
+                                    names are checked by building what uses them
+    load_text(text, name="<config>", base_dir=None, files=False) -> dict
                                     the same for YAML text (e.g. a rendered config)
+    parse_yaml(text, name) -> (doc, lines)
+                                    any YAML document, bounded in depth and alias
+                                    expansion (a config, or a base config to render)
     validate(doc) -> list[str]      problems of an already parsed document, as
                                     "path.to.key: message" lines; [] when valid
     ConfigError                     raised by load/load_text; .errors is the list of
@@ -291,32 +296,58 @@ def validate(doc) -> list[str]:
     return sorted(f"{_dotted(path)}: {message}" for path, message in _problems(doc))
 
 
-# -- YAML with line numbers -------------------------------------------------------
+# -- YAML with line numbers and bounds ------------------------------------------
+
+#: deepest nesting of mappings and lists a YAML document may have (a config has about 8)
+MAX_DEPTH = 64
+#: nodes that aliases may add to a YAML document beyond those written in it; more is
+#: an alias bomb ("billion laughs"), which would cost minutes and gigabytes to walk
+MAX_ALIAS_NODES = 100_000
+
+
+class _Limit(yaml.MarkedYAMLError):
+    """A YAML document beyond MAX_DEPTH or MAX_ALIAS_NODES, or a number Python will not read."""
+
+
+def _too_deep(mark) -> _Limit:
+    return _Limit(problem=f"YAML nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+
 
 class _Lines:
     """Where each path of a composed YAML document is written, and duplicate keys
-    (which YAML would silently resolve to the last one)."""
+    (which YAML would silently resolve to the last one). The walk expands aliases,
+    so it enforces MAX_DEPTH and MAX_ALIAS_NODES (raising _Limit) and is iterative."""
 
     def __init__(self, root: yaml.Node | None):
         self.nodes: dict[tuple, tuple[yaml.Node | None, yaml.Node]] = {}
         self.duplicates: list[tuple[tuple, str]] = []
-        if root is not None:
-            self._walk(root, (), None)
-
-    def _walk(self, node, path, key):
-        self.nodes[path] = (key, node)
-        if isinstance(node, yaml.MappingNode):
-            first_line = {}
-            for k, v in node.value:
-                name = k.value if isinstance(k, yaml.ScalarNode) else None
-                if name in first_line:
-                    self.duplicates.append((path + (name,), f"duplicate key (first at line {first_line[name]})"))
-                else:
-                    first_line[name] = k.start_mark.line + 1
-                self._walk(v, path + (name,), k)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self._walk(v, path + (i,), None)
+        seen: set[int] = set()
+        repeated = 0
+        todo = [(root, (), None)] if root is not None else []
+        while todo:
+            node, path, key = todo.pop()
+            if id(node) in seen:
+                repeated += 1
+                if repeated > MAX_ALIAS_NODES:
+                    raise _Limit(problem=f"YAML aliases expand the document by more than {MAX_ALIAS_NODES} nodes",
+                                 problem_mark=node.start_mark)
+            seen.add(id(node))
+            if len(path) > MAX_DEPTH:
+                raise _too_deep(node.start_mark)
+            self.nodes[path] = (key, node)
+            children = []
+            if isinstance(node, yaml.MappingNode):
+                first_line = {}
+                for k, v in node.value:
+                    name = k.value if isinstance(k, yaml.ScalarNode) else None
+                    if name in first_line:
+                        self.duplicates.append((path + (name,), f"duplicate key (first at line {first_line[name]})"))
+                    else:
+                        first_line[name] = k.start_mark.line + 1
+                    children.append((v, path + (name,), k))
+            elif isinstance(node, yaml.SequenceNode):
+                children = [(v, path + (i,), None) for i, v in enumerate(node.value)]
+            todo.extend(reversed(children))  # in document order: the last of duplicate keys wins
 
     def line(self, path: tuple) -> int:
         """The line of the key (for mappings and lists: where the operator wrote
@@ -337,28 +368,57 @@ class _Lines:
         return None
 
 
-#: libyaml's parser when available: a rendered config with thousands of entries
-#: parses several times faster. Error reports always come from the pure-Python
-#: parser, whose messages and scalar styles the hints below rely on.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+def _int(loader, node):
+    """YAML integers, with Python's limit on decimal digits as a located error."""
+    try:
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        raise _Limit(problem=f"an integer of {len(node.value)} characters is too long", problem_mark=node.start_mark) \
+            from None
 
 
-def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = None) -> dict:
-    """Parse, validate and complete the YAML config `text`; errors are reported as
-    `name:LINE: ...`. Relative paths are joined to `base_dir` when given."""
-    if _FAST_LOADER is not None:
+class _SafeLoader(yaml.SafeLoader):
+    """The pure-Python parser, bounded in depth while it composes (it recurses)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
         try:
-            return _load_text(text, name, base_dir, _FAST_LOADER)
-        except ConfigError:
-            pass  # report it with the exact messages of the pure-Python parser
-    return _load_text(text, name, base_dir, yaml.SafeLoader)
+            if self.depth > MAX_DEPTH + 1:
+                raise _too_deep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
-def _load_text(text: str, name: str, base_dir, loader_class) -> dict:
-    loader = loader_class(text)
+_SafeLoader.add_constructor("tag:yaml.org,2002:int", _int)
+
+#: libyaml's parser when available: a rendered config with thousands of entries
+#: parses several times faster (libyaml bounds the nesting itself). Error reports
+#: always come from the pure-Python parser, whose messages and scalar styles the
+#: hints below rely on.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+if _FAST_LOADER is not None:
+    _FAST_LOADER = type("_CSafeLoader", (_FAST_LOADER,), {})
+    _FAST_LOADER.add_constructor("tag:yaml.org,2002:int", _int)
+
+
+def parse_yaml(text: str, name: str, loader_class=_SafeLoader) -> tuple[object, _Lines]:
+    """The document in `text` and where its parts are written; ConfigError with
+    `name:LINE:` for text that is not YAML or exceeds the bounds above."""
+    try:
+        loader = loader_class(text)
+    except yaml.reader.ReaderError as exc:  # the pure-Python reader checks the characters at once
+        raise ConfigError([_reader_error(exc, text, name)]) from None
     try:
         root = loader.get_single_node()
+        lines = _Lines(root)
         doc = loader.construct_document(root) if root is not None else None
+    except _Limit as exc:
+        raise ConfigError([f"{name}:{exc.problem_mark.line + 1}: {exc.problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_error(exc, text, name)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"{mark.line + 1}:" if mark else ""
@@ -368,18 +428,40 @@ def _load_text(text: str, name: str, base_dir, loader_class) -> dict:
         raise ConfigError([f"{name}: YAML error: {exc}"]) from None
     finally:
         loader.dispose()
+    return doc, lines
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, name: str) -> str:
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return f"{name}:{text.count(chr(10), 0, exc.position) + 1}: character #x{char:04x} is not allowed in YAML"
+
+
+def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = None, files: bool = False) -> dict:
+    """Parse, validate and complete the YAML config `text`; errors are reported as
+    `name:LINE: ...`. Relative paths are joined to `base_dir` when given. With
+    `files`, the files the config names must be usable too (see `_unusable`)."""
+    if _FAST_LOADER is not None:
+        try:
+            return _load_text(text, name, base_dir, _FAST_LOADER, files)
+        except ConfigError:
+            pass  # report it with the exact messages of the pure-Python parser
+    return _load_text(text, name, base_dir, _SafeLoader, files)
+
+
+def _load_text(text: str, name: str, base_dir, loader_class, files: bool) -> dict:
+    doc, lines = parse_yaml(text, name, loader_class)
     if doc is None:
         raise ConfigError([f"{name}:1: (top level): the config is empty"])
-    lines = _Lines(root)
     problems = lines.duplicates + _problems(doc, lines.plain)
-    cfg = None
     if not problems:
-        cfg = _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
-        problems = _template_problems(cfg["event"])
+        doc = _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
+        problems = _template_problems(doc["event"])
+        if files and not problems:  # the templates are reported once, from the check above
+            problems = _unusable(doc)
     if problems:
         ordered = sorted((lines.line(path), _dotted(path), message) for path, message in problems)
         raise ConfigError([f"{name}:{line}: {where}: {message}" for line, where, message in ordered])
-    return cfg
+    return doc
 
 
 def _template_problems(event: dict) -> list[tuple[tuple, str]]:
@@ -391,14 +473,37 @@ def _template_problems(event: dict) -> list[tuple[tuple, str]]:
             for file, why in render.problems(event.get("templates_dir"), files)]
 
 
-def load(path: str | Path) -> dict:
-    """The config file at `path`, ready to use (see the module docstring)."""
+def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
+    """The files a completed config names (secrets, templates, the member table) that
+    the daemon could not use, found by building from them what the daemon builds."""
+    from ixpect.members import MemberTable
+    from ixpect.notify import NotifierError
+    from ixpect.notify.delivery import channels_of
+
+    problems = []
+    if cfg.get("member_table"):
+        try:
+            MemberTable.load(cfg["member_table"])
+        except (OSError, ValueError) as exc:
+            reason = (f"cannot read {exc.filename}: {exc.strerror}" if isinstance(exc, OSError)
+                      else f"{cfg['member_table']}: {exc}")
+            problems.append((("member_table",), reason))
+    try:
+        channels_of(cfg["event"])
+    except NotifierError as exc:
+        problems.append((exc.path, exc.reason))
+    return problems
+
+
+def load(path: str | Path, files: bool = True) -> dict:
+    """The config file at `path`, ready to use (see the module docstring); with
+    `files`, the secrets, templates and member table it names must be usable."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read the config: {reason}"]) from None
-    return load_text(text, str(path), Path(path).parent)
+    return load_text(text, str(path), Path(path).parent, files)
 
 
 # -- completion: defaults, canonical values, DD-IX spellings ----------------------
@@ -452,7 +557,7 @@ def _complete(doc: dict, base_dir: Path | None) -> dict:
 def check_config_main(args) -> int:
     """`ixpect check-config FILE`: "FILE: ok" and 0, or every problem on stderr and 1."""
     try:
-        cfg = load(args.file)
+        cfg = load(args.file, files=not args.skip_files)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 1

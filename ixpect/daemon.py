@@ -18,7 +18,8 @@ from ixpect.collector import Collector
 from ixpect.engine import Engine
 from ixpect.events import Event
 from ixpect.members import MemberTable
-from ixpect.notify.delivery import Delivery
+from ixpect.notify import NotifierError
+from ixpect.notify.delivery import Delivery, channels_of
 from ixpect.pcap import PcapError, frames
 from ixpect.state import NeighborState
 from ixpect.watchdog import Watchdog
@@ -92,12 +93,13 @@ class Batching:
         self.delivery.test()
 
     def configure(self, event_cfg: dict) -> None:
-        self.collector.window = event_cfg["collection_window"]
-        self.collector.max_batches = event_cfg["max_batches"]
         if event_cfg != self.event_cfg:
+            chans = channels_of(event_cfg)  # may fail: then the running delivery stays
             # what the old channels still hold stays in the spool for the new ones
             self.delivery.close(CLOSE_TIMEOUT)
-            self.delivery = Delivery.from_config(event_cfg, self.state_dir, self.tally)
+            self.delivery = Delivery.from_config(event_cfg, self.state_dir, self.tally, chans)
+        self.collector.window = event_cfg["collection_window"]
+        self.collector.max_batches = event_cfg["max_batches"]
         self.event_cfg = event_cfg
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
@@ -135,13 +137,13 @@ class Service:
     def reload(self) -> None:
         try:
             cfg, members = load(self.config_path)
+            self.configure(cfg, members)
         except configuration.ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", "\n".join(exc.errors))
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, NotifierError) as exc:  # a file changed since it was checked
             log.error("reload refused, keeping the running config: %s", exc)
             return
-        self.configure(cfg, members)
         self.cfg = cfg
         if self.metrics is not None:
             try:
@@ -199,12 +201,12 @@ class Monitor(Service):
         self.outlet.test()
 
     def configure(self, cfg: dict, members: MemberTable | None) -> None:
+        self.outlet.configure(cfg["event"])  # first: the notifiers are what can still fail
         self.engine.configure(cfg["probes"], members or MemberTable())
         if self.watchdog is not None:
             self.watchdog.configure(cfg["watchdog"])
         if self.state is not None:
             self.state.adopt()
-        self.outlet.configure(cfg["event"])
 
     def close(self) -> None:
         """Report windows in progress, deliver everything pending (within CLOSE_TIMEOUT)."""

@@ -18,6 +18,8 @@ from itertools import groupby
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jinja2
+
 from ixpect.events import Batch
 from ixpect.notify.render import Templates
 
@@ -129,18 +131,54 @@ def _key(kind: str, channel_cfg: dict) -> str:
     return f"{kind}-{digest.hexdigest()[:16]}"
 
 
+class NotifierError(Exception):
+    """A notifier cannot be built: a file it reads (secret, template) is unusable.
+    `path` is the config key it comes from, e.g. ("event", "notifiers", "email")."""
+
+    def __init__(self, path: tuple, reason: str):
+        super().__init__(f"{'.'.join(map(str, path))}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _unusable(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read {exc.filename}: {exc.strerror}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}"
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template {exc.name} not found"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _key_of(cfg, value, path: tuple = ()) -> tuple | None:
+    """The path of the key holding `value` in a notifier's config (the file that failed)."""
+    if value is not None and cfg == value:
+        return path
+    items = cfg.items() if isinstance(cfg, dict) else enumerate(cfg) if isinstance(cfg, list) else ()
+    return next((p for k, v in items if (p := _key_of(v, value, (*path, k))) is not None), None)
+
+
 def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str = "compatible") -> list[Channel]:
-    """Instantiate a Channel per configured channel of each notifier in `event.notifiers`."""
+    """Instantiate a Channel per configured channel of each notifier in `event.notifiers`;
+    NotifierError when a file one needs cannot be read."""
     if not notifiers:
         log.warning("%s", NO_NOTIFIER)
         notifiers = {"log": {}}
+    if templates_dir is not None and not Path(templates_dir).is_dir():
+        raise NotifierError(("event", "templates_dir"), f"{templates_dir} is not a directory")
     templates = Templates(templates_dir)
     out: list[Channel] = []
     for kind, cfg in notifiers.items():
         module, _, cls = KINDS[kind].partition(":")
         notifier_cls = getattr(importlib.import_module(module), cls)
         for i, ch in enumerate(cfg.get("channels") or [{}]):
-            notifier = notifier_cls(cfg, ch, templates)
+            try:
+                notifier = notifier_cls(cfg, ch, templates)
+            except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
+                where = _key_of(cfg, getattr(exc, "filename", None)) or (
+                    ("channels", i) if cfg.get("channels") else ())
+                raise NotifierError(("event", "notifiers", kind, *where), _unusable(exc)) from None
             _scrubber.secrets.update(notifier.secrets)
             key = _key(kind, ch)
             taken = sum(c.key.startswith(key) for c in out)  # same destination twice

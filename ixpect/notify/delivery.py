@@ -45,6 +45,12 @@ def batch_from_dict(d: dict) -> Batch:
                  d.get("member_claimed"))
 
 
+def channels_of(event_cfg: dict) -> list[Channel]:
+    """The channels of a loaded `event` section; NotifierError if one cannot be built."""
+    return channels(event_cfg.get("notifiers") or {}, event_cfg.get("templates_dir"),
+                    event_cfg.get("catch_all", "compatible"))
+
+
 @dataclass(eq=False)
 class Job:
     """One unit of delivery: the batches of one message of one channel."""
@@ -199,11 +205,11 @@ class Delivery:
 
     @classmethod
     def from_config(cls, event_cfg: dict, state_dir: str | Path | None = None,
-                    tally: dict[str, dict[str, int]] | None = None) -> Delivery:
-        """From the loaded `event` section (defaults filled, durations in seconds)."""
+                    tally: dict[str, dict[str, int]] | None = None, chans: list[Channel] | None = None) -> Delivery:
+        """From the loaded `event` section (defaults filled, durations in seconds), with
+        `chans` if they are built already (see `channels_of`)."""
         delivery = event_cfg.get("delivery") or {}
-        return cls(channels(event_cfg.get("notifiers") or {}, event_cfg.get("templates_dir"),
-                            event_cfg.get("catch_all", "compatible")),
+        return cls(chans if chans is not None else channels_of(event_cfg),
                    state_dir, tally=tally, **{k: float(v) for k, v in delivery.items()
                                               if k in ("retry_initial", "retry_max", "max_age")})
 
