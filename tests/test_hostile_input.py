@@ -4,17 +4,20 @@ a lost batch; each must be a clear error, a refused reload or a delivered event.
 
 from __future__ import annotations
 
+import gzip
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from ixpect import config
 
-from conftest import wait_for
+from conftest import SHARED, wait_for
 from livenet import start, stop
 
 IXPECT = [sys.executable, "-m", "ixpect"]
@@ -141,3 +144,95 @@ def test_a_reload_while_a_secret_is_missing_is_refused_and_notify_lives(tmp_path
     finally:
         assert stop(notify) == 0
     assert "Traceback" not in log.read_text()
+
+
+# -- IX-F exports ----------------------------------------------------------------------
+
+EXPORT = SHARED / "ixf" / "franceix-mrs-2016-10-v0.5.json"
+
+
+def render(source, out: Path, *extra) -> subprocess.CompletedProcess:
+    return ixpect("ixf", "render", "--source", source, "--ixp-id", 5, "--vlan-id", 5, "-o", out, *extra)
+
+
+@pytest.fixture
+def rendered(tmp_path) -> Path:
+    """A good render whose files every failure below must leave as they are."""
+    out = tmp_path / "etc" / "ixpect.conf.yaml"
+    out.parent.mkdir()
+    assert render(EXPORT, out).returncode == 0
+    return out
+
+
+def unchanged(out: Path, before: dict) -> bool:
+    return {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+
+@pytest.mark.parametrize("mangle, error", [
+    (lambda t: "[" * 1000 + t + "]" * 1000, "JSON nested deeper than 64 levels"),
+    (lambda t: t.replace('"member_list"', '"member_list_' + "[" * 900 + '": ' + "[" * 900 + "]" * 900 + ', "member_list"', 1),
+     "JSON nested deeper than 64 levels"),
+    (lambda t: t.replace('"asnum": ', '"asnum": ' + "9" * 5000 + ', "x": ', 1),
+     "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+])
+def test_ixf_json_beyond_bounds_is_refused_and_keeps_the_good_files(rendered, tmp_path, mangle, error):
+    bad = tmp_path / "bad.json"
+    bad.write_text(mangle(EXPORT.read_text()))
+    before = {p.name: p.read_bytes() for p in rendered.parent.iterdir()}
+    for args in (("render", "--source", bad, "--ixp-id", 5, "--vlan-id", 5, "-o", rendered), ("list", "--source", bad)):
+        result = ixpect("ixf", *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert error in result.stderr
+    assert unchanged(rendered, before)
+
+
+@pytest.mark.parametrize("base, error", [
+    (b"probes: {stp: {enable: true}}\n# caf\xe9\n", "base config is not UTF-8 text (byte 35)"),
+    (b"probes: " + b"[" * 1000 + b"]" * 1000 + b"\n", "base.yaml:1: YAML nested deeper than 64 levels"),
+    (alias_bomb().encode(), "base.yaml:1: YAML aliases expand the document by more than 100000 nodes"),
+])
+def test_a_hostile_base_config_is_refused_and_keeps_the_good_files(rendered, tmp_path, base, error):
+    path = tmp_path / "base.yaml"
+    path.write_bytes(base)
+    before = {p.name: p.read_bytes() for p in rendered.parent.iterdir()}
+    started = time.monotonic()
+    result = render(EXPORT, rendered, "--base", path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert error in result.stderr
+    assert time.monotonic() - started < 20
+    assert unchanged(rendered, before)
+
+
+class _Bomb(BaseHTTPRequestHandler):
+    """A portal answering with 512 MiB of gzip-compressed zeros (about 500 KiB on the wire)."""
+
+    body = gzip.compress(bytes(512 << 20), compresslevel=9)
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_gzip_bomb_from_the_portal_is_refused_with_bounded_memory(rendered):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Bomb)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    before = {p.name: p.read_bytes() for p in rendered.parent.iterdir()}
+    try:
+        code = ("import resource, sys; from ixpect.cli import main; status = main(sys.argv[1:]); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(status)")
+        result = subprocess.run([sys.executable, "-c", code, "ixf", "render", "--source",
+                                 f"http://127.0.0.1:{srv.server_address[1]}/members.json", "--ixp-id", "5",
+                                 "--vlan-id", "5", "-o", str(rendered)], capture_output=True, text=True, timeout=120)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert result.returncode == 1 and "the export is larger than 64 MiB" in result.stderr, result.stderr
+    assert int(result.stdout) < 250_000  # KiB of peak RSS: the cap, not the bomb
+    assert unchanged(rendered, before)

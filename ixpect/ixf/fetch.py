@@ -1,6 +1,8 @@
 """Get an export from a URL or a file and parse it as JSON.
 
-URLs are fetched with requests (timeout, at most 5 redirects). With a cache directory the last
+URLs are fetched with requests (timeout, at most 5 redirects). An export may have at most
+MAX_BODY bytes (on the wire and decompressed) and MAX_DEPTH levels of nesting, so that no
+document exhausts the memory or the stack of what reads it. With a cache directory the last
 good body is kept with its ETag/Last-Modified, so a refresh timer sends conditional requests and
 an unchanged export costs the IXP's portal a 304.
 """
@@ -22,6 +24,10 @@ from ixpect.ixf import IxfError
 _SECRET = re.compile(r"key|token|secret|pass|auth", re.I)
 TIMEOUT = (10, 60)  # connect, read (seconds)
 MAX_REDIRECTS = 5
+#: largest export accepted, on the wire and decompressed (real ones are a few MB)
+MAX_BODY = 64 << 20
+#: deepest nesting of JSON objects and arrays accepted (an export has about 10 levels)
+MAX_DEPTH = 64
 
 
 def is_url(source: str) -> bool:
@@ -32,9 +38,12 @@ def load(source: str, cache_dir: str | None = None) -> dict:
     """The export as a dict; IxfError with the source named on any failure."""
     if not is_url(source):
         try:
-            body = Path(source).read_bytes()
+            with open(source, "rb") as f:
+                body = f.read(MAX_BODY + 1)
         except OSError as e:
             raise IxfError(f"{source}: cannot read: {e.strerror}") from None
+        if len(body) > MAX_BODY:
+            raise IxfError(f"{source}: the export is larger than {MAX_BODY >> 20} MiB")
         return parse(source, body)
     cache = _Cache(cache_dir, source) if cache_dir else None
     try:
@@ -74,9 +83,27 @@ def parse(source: str, body: bytes) -> dict:
         hint = "; the document ends early: truncated?" if early else ""
         raise IxfError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
                        f" ({len(body)} bytes{hint})") from None
+    except RecursionError:
+        raise IxfError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:  # an integer longer than Python converts
+        raise IxfError(f"{source}: invalid JSON: {str(e).partition(';')[0]}") from None
     if not isinstance(doc, dict):
         raise IxfError(f"{source}: top level is a JSON {type(doc).__name__}, not an object")
+    if _depth(doc) > MAX_DEPTH:
+        raise IxfError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels")
     return doc
+
+
+def _depth(doc) -> int:
+    """Nesting depth of a parsed JSON document, walked without recursion."""
+    deepest, level = 0, [doc]
+    while level:
+        deepest += 1
+        level = [v for c in level for v in (c.values() if isinstance(c, dict) else c)
+                 if isinstance(v, (dict, list))]
+        if deepest > MAX_DEPTH:
+            break
+    return deepest
 
 
 def _get(url: str, cache: _Cache | None) -> bytes:
@@ -86,13 +113,13 @@ def _get(url: str, cache: _Cache | None) -> bytes:
     with requests.Session() as s:
         s.max_redirects = MAX_REDIRECTS
         try:
-            r = s.get(url, headers=headers, timeout=TIMEOUT)
-            if r.status_code == 304 and cache:
-                return cache.body()
-            if r.status_code != 200:
-                via = f" (redirected to {r.url})" if r.url != url else ""
-                raise IxfError(f"{url}: HTTP {r.status_code} {r.reason}{via}")
-            body = r.content  # reads the whole body; a short read raises here
+            with s.get(url, headers=headers, timeout=TIMEOUT, stream=True) as r:
+                if r.status_code == 304 and cache:
+                    return cache.body()
+                if r.status_code != 200:
+                    via = f" (redirected to {r.url})" if r.url != url else ""
+                    raise IxfError(f"{url}: HTTP {r.status_code} {r.reason}{via}")
+                body = _body(r, url)  # a short read raises here
         except requests.exceptions.SSLError as e:
             raise IxfError(f"{url}: TLS error: {e}") from None
         except requests.exceptions.Timeout:
@@ -105,6 +132,17 @@ def _get(url: str, cache: _Cache | None) -> bytes:
         cache.pending = {k: r.headers[h] for k, h in (("etag", "ETag"), ("last_modified", "Last-Modified"))
                          if h in r.headers}
     return body
+
+
+def _body(r: requests.Response, url: str) -> bytes:
+    """The whole body, refused as soon as it exceeds MAX_BODY on the wire or decoded
+    (a gzip bomb inflates a thousandfold)."""
+    body = bytearray()
+    for chunk in r.iter_content(1 << 16):
+        body += chunk
+        if len(body) > MAX_BODY or r.raw.tell() > MAX_BODY:
+            raise IxfError(f"{url}: the export is larger than {MAX_BODY >> 20} MiB")
+    return bytes(body)
 
 
 class _Cache:

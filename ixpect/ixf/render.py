@@ -254,11 +254,11 @@ def _load_base(path: Path | None) -> dict:
     if path is None:
         return {}
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = _yaml(path.read_bytes().decode(), str(path))
     except OSError as e:
         raise IxfError(f"{path}: cannot read base config: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise IxfError(f"{path}: base config is not YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise IxfError(f"{path}: base config is not UTF-8 text (byte {e.start})") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -317,13 +317,18 @@ def _template(path: Path | None, ctx: dict) -> dict:
         raise IxfError(f"{name}:{e.lineno}: template syntax error: {e.message}") from None
     except jinja2.TemplateError as e:
         raise IxfError(f"{name}: template error: {e}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise IxfError(f"{name}: the rendered text is not YAML: {e}") from None
+    doc = _yaml(text, f"{name} (rendered)")
     if not isinstance(doc, dict):
         raise IxfError(f"{name}: the rendered text must be a YAML mapping")
     return doc
+
+
+def _yaml(text: str, name: str):
+    """A YAML document, bounded like a config (ixpect.config.parse_yaml)."""
+    try:
+        return config.parse_yaml(text, name)[0]
+    except config.ConfigError as e:
+        raise IxfError("\n  ".join(e.errors)) from None
 
 
 def _merge(base: dict, top: dict) -> dict:
