@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 
+#: the latest frame time an event may have: the last second of the year 9999, the end
+#: of what RFC 3339 (and datetime) can write
+TS_MAX = 253402300799.0
+
+
 def iso(ts: float) -> str:
     """Frame time as RFC 3339 UTC with microseconds, e.g. 2025-10-25T21:00:13.123456Z."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -4,6 +4,9 @@ at least once, across a restart or a kill -9 of either side.
 Wire format, both directions: a 4-byte big-endian length, then one JSON object.
 capture -> notify: {"event": {"id", "type", "ts", "data", "member", "member_claimed",
                               "frame" (base64 or null)}}
+  (any local process that can connect is a client: notify checks every event against
+  `event_from_wire`, bounds messages, clients and unread acknowledgements, and never
+  blocks on one client)
 capture -> notify: {"metrics": {...}}, capture's counters every few seconds (ixpect.metrics;
   neither journaled nor acknowledged: the next one supersedes it).
 notify -> capture: {"ack": [id, ...]}, sent once the events are in notify's journal.
@@ -25,10 +28,13 @@ receiver can see.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
+import math
 import os
-import select
+import re
+import selectors
 import socket
 import struct
 import threading
@@ -38,13 +44,19 @@ from pathlib import Path
 
 from ixpect.atomic import write_atomic
 from ixpect.collector import Collector
-from ixpect.events import Event
+from ixpect.events import TS_MAX, Event
 from ixpect.notify.delivery import batch_from_dict, batch_to_dict
 
 log = logging.getLogger(__name__)
 
 _LEN = struct.Struct("!I")
-MAX_MESSAGE = 16 << 20
+#: largest message (an event with the largest frame, base64, is about 350 KiB)
+MAX_MESSAGE = 1 << 20
+#: connections notify serves at once (capture needs one); a new one beyond them
+#: closes the one idle longest, so that idle connections cannot lock capture out
+MAX_CLIENTS = 16
+#: acknowledgements a client may leave unread, in bytes, before notify drops it
+MAX_BACKLOG = 1 << 20
 #: how many event ids the notify side remembers to drop a resent event
 SEEN_MAX = 1 << 16
 #: events capture keeps for notify at most; more are dropped (and counted in the log)
@@ -82,6 +94,8 @@ class Decoder:
             del self.buf[:4 + n]
             try:
                 msg = json.loads(body)
+            except RecursionError:
+                raise ProtocolError("message nested too deeply") from None
             except ValueError as exc:
                 raise ProtocolError(f"message is not JSON: {exc}") from None
             if not isinstance(msg, dict):
@@ -96,12 +110,58 @@ def event_to_wire(ev: Event) -> dict:
             "frame": base64.b64encode(ev.frame).decode() if ev.frame is not None else None}
 
 
-def event_from_wire(d: dict) -> Event:
-    frame = base64.b64decode(d["frame"]) if d.get("frame") is not None else None
-    if not isinstance(d["type"], str) or not isinstance(d["data"], dict):
-        raise ValueError("event type must be a string and data an object")
-    return Event(d["type"], float(d["ts"]), d["data"], frame, d.get("member"), d.get("member_claimed"),
-                 str(d["id"]))
+_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_ID = re.compile(r"[\w-]{1,64}", re.ASCII)
+
+
+def _scalar(v) -> bool:
+    if isinstance(v, str):
+        return len(v) <= 1024
+    return v is None or isinstance(v, int) or isinstance(v, float) and math.isfinite(v)
+
+
+def _flat(d, items: int) -> bool:
+    """An object of at most `items` short keys whose values are scalars or short lists of them."""
+    return isinstance(d, dict) and len(d) <= items and all(
+        isinstance(k, str) and len(k) <= 64
+        and (_scalar(v) or isinstance(v, list) and len(v) <= 1024 and all(map(_scalar, v))) for k, v in d.items())
+
+
+def _member(m) -> bool:
+    """A member record (ixpect.members) or None: flat, but for its `shared_with` list of
+    flat records."""
+    if m is None:
+        return True
+    shared = m.get("shared_with", []) if isinstance(m, dict) else None
+    return (isinstance(shared, list) and len(shared) <= 64 and all(_flat(r, 16) for r in shared)
+            and _flat({k: v for k, v in m.items() if k != "shared_with"}, 16))
+
+
+def event_from_wire(d) -> Event:
+    """The event a wire object describes; ValueError saying why for anything else (a
+    null or a list, nested data, a time that is not a finite instant up to the year
+    9999, an oversized part), since what arrives on the socket is not trusted."""
+    if not isinstance(d, dict):
+        raise ValueError("an event must be an object")
+    ev_id, kind, ts, data, frame = (d.get(k) for k in ("id", "type", "ts", "data", "frame"))
+    if not isinstance(ev_id, str) or not _ID.fullmatch(ev_id):
+        raise ValueError("id must be a string of up to 64 letters, digits, '-' and '_'")
+    if not isinstance(kind, str) or not _TYPE.fullmatch(kind):
+        raise ValueError("type must be an event type name")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts <= TS_MAX:  # NaN fails too
+        raise ValueError("ts must be seconds since 1970, up to the end of the year 9999")
+    if not _flat(data, 64):
+        raise ValueError("data must be an object of scalars and lists of scalars")
+    if not _member(d.get("member")) or not _member(d.get("member_claimed")):
+        raise ValueError("member and member_claimed must be null or member records")
+    if frame is not None:
+        if not isinstance(frame, str) or len(frame) > MAX_MESSAGE:
+            raise ValueError("frame must be null or base64")
+        try:
+            frame = base64.b64decode(frame, validate=True)
+        except binascii.Error:
+            raise ValueError("frame must be null or base64") from None
+    return Event(kind, float(ts), data, frame, d.get("member"), d.get("member_claimed"), ev_id)
 
 
 class JsonLines:
@@ -286,7 +346,8 @@ class Sender:
         try:
             while data := sock.recv(65536):
                 for msg in decoder.feed(data):
-                    self._acked([str(i) for i in msg.get("ack", ())])
+                    if isinstance(acks := msg.get("ack"), list):
+                        self._acked([str(i) for i in acks])
             if not self.closing:
                 log.warning("connection to notify lost: closed by notify")
         except (OSError, ProtocolError) as exc:
@@ -324,9 +385,22 @@ class Sender:
                         "; kept in the outbox for the next start" if kept else ", lost (no state dir)")
 
 
+class _Client:
+    """One connection to notify: what it sent that is not yet a whole message, and the
+    acknowledgements it has not yet read."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.decoder = Decoder()
+        self.out = bytearray()
+        self.active = time.monotonic()  # when it last sent something
+
+
 class Receiver:
     """Notify side: a unix socket server driven by `poll(timeout)` from the main loop,
-    so that the collector is only ever touched by one thread.
+    so that the collector is only ever touched by one thread. Sockets are non-blocking:
+    a client that does not read its acknowledgements is dropped (MAX_BACKLOG), never
+    waited for.
 
     The journal holds the seen ids, a snapshot of the collector's open window and the
     events received since; it is rewritten when the window is delivered and when
@@ -347,7 +421,10 @@ class Receiver:
         self.server.bind(path)
         self.server.listen(8)
         self.server.setblocking(False)
-        self.clients: dict[socket.socket, Decoder] = {}
+        self.selector = selectors.DefaultSelector()  # epoll: no limit on descriptor numbers
+        self.selector.register(self.server, selectors.EVENT_READ)
+        self.clients: dict[socket.socket, _Client] = {}
+        self.evicted = 0  # connections closed for newer ones (MAX_CLIENTS)
         self.received = self.duplicates = 0
         self.replaying = False
         self.capture_metrics: dict | None = None  # capture's last counters, with when they came
@@ -396,65 +473,102 @@ class Receiver:
         return self.server.fileno()
 
     def poll(self, timeout: float) -> None:
-        """Accept and read what is there, waiting at most `timeout` seconds."""
-        ready, _, _ = select.select([self.server, *self.clients], [], [], timeout)
-        for sock in ready:
-            if sock is self.server:
+        """Accept, read and write what is ready, waiting at most `timeout` seconds."""
+        for key, mask in self.selector.select(timeout):
+            if key.fileobj is self.server:
                 self._accept()
-            else:
-                self._read(sock)
+                continue
+            client = key.data
+            try:
+                if mask & selectors.EVENT_WRITE:
+                    self._flush(client)
+                if mask & selectors.EVENT_READ:
+                    self._read(client)
+            except (OSError, ProtocolError) as exc:
+                self._drop(client, str(exc))
 
     def _accept(self) -> None:
         try:
             conn, _ = self.server.accept()
-        except BlockingIOError:
+        except OSError:  # gone already, or out of descriptors: the next poll tries again
             return
-        conn.setblocking(True)
-        self.clients[conn] = Decoder()
+        if len(self.clients) >= MAX_CLIENTS:
+            self.evicted += 1
+            idle = min(self.clients.values(), key=lambda c: c.active)
+            self._drop(idle, f"idle longest of {MAX_CLIENTS} clients ({self.evicted} closed so far)",
+                       self.evicted % 1000 == 1)
+        conn.setblocking(False)
+        self.clients[conn] = client = _Client(conn)
+        self.selector.register(conn, selectors.EVENT_READ, client)
         log.info("capture connected")
 
-    def _read(self, sock: socket.socket) -> None:
+    def _drop(self, client: _Client, why: str, logged: bool = True) -> None:
+        if logged:
+            log.warning("capture connection closed: %s", why)
+        self.selector.unregister(client.sock)
+        del self.clients[client.sock]
+        client.sock.close()
+
+    def _read(self, client: _Client) -> None:
         try:
-            data = sock.recv(1 << 20)
-            if not data:
-                raise ConnectionResetError("closed by capture")
-            acks = []
-            for msg in self.clients[sock].feed(data):
-                if "metrics" in msg:
-                    self._counters(msg["metrics"])
-                else:
-                    acks.append(self._receive(msg))
-            if self.journal is not None:
-                self.journal.sync()
-            if acks:
-                sock.sendall(encode({"ack": [a for a in acks if a is not None]}))
-        except (OSError, ProtocolError) as exc:
-            log.warning("capture connection closed: %s", exc)
-            del self.clients[sock]
-            sock.close()
+            data = client.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        if not data:
+            raise ConnectionResetError("closed by capture")
+        client.active = time.monotonic()
+        acks = []
+        for msg in client.decoder.feed(data):
+            if "event" in msg:
+                acks.append(self._receive(msg["event"]))
+            elif "metrics" in msg:
+                self._counters(msg["metrics"])
+            else:
+                log.error("message of unknown kind dropped (neither event nor metrics)")
+        if self.journal is not None:
+            self.journal.sync()
+        if acks:
+            client.out += encode({"ack": [a for a in acks if a is not None]})
+            self._flush(client)
+
+    def _flush(self, client: _Client) -> None:
+        """Send what the socket takes; wait for it to take the rest, up to MAX_BACKLOG."""
+        try:
+            del client.out[:client.sock.send(client.out)]
+        except BlockingIOError:
+            pass
+        if len(client.out) > MAX_BACKLOG:
+            raise ProtocolError(f"the client leaves more than {MAX_BACKLOG} bytes of acknowledgements unread")
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
+        if self.selector.get_key(client.sock).events != events:
+            self.selector.modify(client.sock, events, client)
 
     def _counters(self, snapshot) -> None:
         if (isinstance(snapshot, dict) and all(isinstance(snapshot.get(k), dict) for k in ("frames", "bytes", "events"))
                 and all(isinstance(n, int) for k in ("frames", "bytes", "events") for n in snapshot[k].values())):
             self.capture_metrics = {**snapshot, "received": time.time()}
         else:
-            log.error("malformed metrics from capture dropped: %.200s", json.dumps(snapshot))
+            log.error("malformed metrics from capture dropped")
 
-    def _receive(self, msg: dict) -> str | None:
-        wire = msg.get("event")
+    def _receive(self, wire) -> str | None:
         try:
             ev = event_from_wire(wire)
-        except (TypeError, KeyError, ValueError) as exc:
-            log.error("malformed event dropped: %s: %.200s", exc, json.dumps(msg))
-            return str(wire["id"]) if isinstance(wire, dict) and "id" in wire else None
+        except ValueError as exc:
+            ev_id = wire.get("id") if isinstance(wire, dict) else None
+            ev_id = ev_id if isinstance(ev_id, str) and _ID.fullmatch(ev_id) else None
+            log.error("malformed event %s dropped: %s", ev_id or "without id", exc)
+            return ev_id  # acknowledged, so that it is not resent for ever
         if ev.id in self.seen:
             self.duplicates += 1
             return ev.id
+        # capture's frames carry this host's clock: a later time is a lie that would hold
+        # the window open (windows close on that time) and every later event with it
+        ev.timestamp = min(ev.timestamp, time.time())
         self.received += 1
         self._remember(ev.id)
         self.collector.add(ev)  # may close the previous window first (window_delivered)
         if self.journal is not None:
-            self.journal.append({"event": wire})
+            self.journal.append({"event": event_to_wire(ev)})  # what was checked, not what came
             self.appended += 1
             if self.appended >= JOURNAL_MAX:
                 self._compact()
@@ -463,6 +577,7 @@ class Receiver:
     def close(self) -> None:
         for sock in self.clients:
             sock.close()
+        self.selector.close()
         self.server.close()
         try:
             os.unlink(self.path)

@@ -5,20 +5,27 @@ a lost batch; each must be a clear error, a refused reload or a delivered event.
 from __future__ import annotations
 
 import gzip
+import math
+import resource
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from ixpect import config
+from ixpect.relay import Decoder, encode
 
 from conftest import SHARED, wait_for
 from livenet import start, stop
+from notifyutil import Recorder
 
 IXPECT = [sys.executable, "-m", "ixpect"]
 
@@ -236,3 +243,153 @@ def test_a_gzip_bomb_from_the_portal_is_refused_with_bounded_memory(rendered):
     assert result.returncode == 1 and "the export is larger than 64 MiB" in result.stderr, result.stderr
     assert int(result.stdout) < 250_000  # KiB of peak RSS: the cap, not the bomb
     assert unchanged(rendered, before)
+
+
+# -- the notify socket -----------------------------------------------------------------
+
+class Client:
+    """A raw connection to `ixpect notify`, speaking the relay's wire format."""
+
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.decoder = Decoder()
+
+    def send(self, obj) -> None:
+        self.sock.sendall(encode(obj))
+
+    def send_raw(self, body: bytes) -> None:
+        self.sock.sendall(struct.pack("!I", len(body)) + body)
+
+    def acks(self, timeout: float = 10.0) -> list:
+        self.sock.settimeout(timeout)
+        while True:
+            for msg in self.decoder.feed(self.sock.recv(65536)):
+                return msg["ack"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def event(**over) -> dict:
+    ev = {"id": str(uuid.uuid4()), "type": "STP_PACKET_FOUND", "ts": time.time(), "member": None, "frame": None,
+          "data": {"mac_addr_source": "02:00:00:00:00:01", "mac_addr_destination": "01:80:c2:00:00:00"}}
+    return {**ev, **over}
+
+
+@pytest.fixture
+def notify(tmp_path):
+    """`ixpect notify` with a one-second window delivering to a real HTTP server."""
+    sink = Recorder()
+    conf = tmp_path / "notify.conf.yaml"
+    conf.write_text("event:\n  collection_window: 1s\n  notifiers:\n    http:\n"
+                    f"      channels: [{{url: '{sink.url}/hook'}}]\n")
+    sock, log = tmp_path / "notify.sock", tmp_path / "notify.log"
+    proc = start(["notify", "-c", conf, "--socket", sock, "--state-dir", tmp_path / "state"], log,
+                 ready="listening on")
+    proc.sock, proc.log, proc.sink = sock, log, sink
+    yield proc
+    try:
+        assert stop(proc) == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
+    finally:
+        sink.close()
+
+
+def delivered_ids(sink: Recorder) -> set[str]:
+    """The data of every batch delivered, as the good events' distinguishing source MACs."""
+    return {b["data"]["mac_addr_source"] for body in sink.delivered() for b in body["batches"]}
+
+
+def good_event(n: int) -> dict:
+    return event(data={"mac_addr_source": f"02:00:00:00:{n >> 8:02x}:{n & 255:02x}",
+                       "mac_addr_destination": "01:80:c2:00:00:00"})
+
+
+HOSTILE = {
+    "event null": {"event": None},
+    "event a list": {"event": [1, 2]},
+    "acks from a client": {"ack": ["x", 1, None]},
+    "nested data": {"event": event(data={"a": {"b": [1, {"c": 2}]}})},
+    "list in a list": {"event": event(data={"a": [[1]]})},
+    "ts NaN": {"event": event(ts=math.nan)},
+    "ts +Infinity": {"event": event(ts=math.inf)},
+    "ts -Infinity": {"event": event(ts=-math.inf)},
+    "ts past 9999": {"event": event(ts=1e15)},
+    "ts a string": {"event": event(ts="now")},
+    "type not a name": {"event": event(type={"x": 1})},
+    "frame not base64": {"event": event(frame="!!")},
+    "member a list": {"event": event(member=[1])},
+}
+
+
+@pytest.mark.slow
+def test_hostile_messages_are_dropped_and_good_events_still_delivered(notify):
+    good = Client(notify.sock)
+    sent = set()
+    for n, (name, msg) in enumerate(HOSTILE.items()):
+        bad = Client(notify.sock)
+        bad.send(msg)
+        ev = good_event(n)
+        good.send({"event": ev})
+        assert good.acks() == [ev["id"]], name
+        sent.add(ev["data"]["mac_addr_source"])
+        bad.close()
+    deep = Client(notify.sock)
+    deep.send_raw(b'{"event": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    ev = good_event(999)
+    good.send({"event": ev})
+    assert good.acks() == [ev["id"]]
+    sent.add(ev["data"]["mac_addr_source"])
+    wait_for(lambda: delivered_ids(notify.sink) >= sent, timeout=15, what="every good event delivered")
+    assert notify.poll() is None
+    log = notify.log.read_text()
+    assert log.count("malformed event") >= len(HOSTILE) - 2 and "message nested too deeply" in log
+
+
+@pytest.mark.slow
+def test_a_thousand_connections_do_not_lock_capture_out(notify):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    crowd = []
+    try:
+        for _ in range(1100):
+            try:
+                crowd.append(Client(notify.sock))
+            except OSError:  # the listen backlog is full: notify closes faster than we connect
+                time.sleep(0.01)
+        good = Client(notify.sock)
+        ev = good_event(1)
+        good.send({"event": ev})
+        assert good.acks() == [ev["id"]]
+        wait_for(lambda: delivered_ids(notify.sink) >= {ev["data"]["mac_addr_source"]}, timeout=15,
+                 what="the good event delivered")
+        assert "idle longest of 16 clients" in notify.log.read_text()
+    finally:
+        for c in crowd:
+            c.close()
+
+
+@pytest.mark.slow
+def test_a_client_that_never_reads_its_acknowledgements_does_not_stall_the_others(notify):
+    deaf = Client(notify.sock)
+    deaf.sock.setblocking(False)
+    backlog = bytearray()
+    good = Client(notify.sock)
+    sent = set()
+    deadline = time.monotonic() + 60
+    n = 0
+    while "acknowledgements unread" not in notify.log.read_text():
+        n += 1
+        if len(backlog) < 1 << 20:
+            backlog += b"".join(encode({"event": event()}) for _ in range(5000))
+        try:
+            del backlog[:deaf.sock.send(backlog)]
+        except (BlockingIOError, OSError):
+            pass  # notify has stopped reading it, or dropped it
+        ev = good_event(n)
+        good.send({"event": ev})
+        assert good.acks(timeout=5) == [ev["id"]]
+        sent.add(ev["data"]["mac_addr_source"])
+        assert time.monotonic() < deadline
+    wait_for(lambda: delivered_ids(notify.sink) >= sent, timeout=15, what="every good event delivered")
