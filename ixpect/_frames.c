@@ -2,13 +2,15 @@
  * walking the records of a pcap file or the frames of a capture ring block, and
  * the sieve that drops frames the probes have already judged.
  *
- * Records(data, offset, big_endian, scale, name, error, release, snaplen)
+ * Records(data, offset, big_endian, scale, name, error, release, snaplen, partial=False)
  *     Iterator of (timestamp, frame bytes) over the classic pcap records of `data`
  *     (a buffer: the mapped file) from `offset`, the file header already checked
  *     by ixpect.pcap. A damaged record raises `error` after the frames before it.
  *     `snaplen` (the file header's) is kept as an attribute for the engine.
  *     With `release` (data must then be a read-only file mapping) the pages walked
  *     are given back as it goes, so that a replay's RSS does not grow with the file.
+ *     With `partial` (data is what has arrived of a stream) a record cut off at the
+ *     end stops the walk without error; `offset` is then where it starts.
  *
  * tpacket_v3(ring, offset, count)
  *     The (timestamp, frame bytes) of the `count` frames of a TPACKET_V3 ring block
@@ -50,7 +52,7 @@ typedef struct {
     Py_buffer view;
     int held;
     Py_ssize_t off, released, snaplen;
-    int big, release;
+    int big, release, partial;
     double scale;
     PyObject *name;
     PyObject *error;
@@ -73,8 +75,9 @@ static void records_release(Records *self)
 static int records_init(Records *self, PyObject *args, PyObject *kwds)
 {
     PyObject *data, *name, *error;
-    if (!PyArg_ParseTuple(args, "OnpdUOpn", &data, &self->off, &self->big, &self->scale, &name, &error,
-                          &self->release, &self->snaplen))
+    self->partial = 0;
+    if (!PyArg_ParseTuple(args, "OnpdUOpn|p", &data, &self->off, &self->big, &self->scale, &name, &error,
+                          &self->release, &self->snaplen, &self->partial))
         return -1;
     records_release(self);
     if (PyObject_GetBuffer(data, &self->view, PyBUF_SIMPLE) < 0)
@@ -95,7 +98,7 @@ static PyObject *records_next(Records *self)
     const unsigned char *data = self->view.buf;
     Py_ssize_t n = self->view.len, off = self->off;
     if (off + 16 > n) {
-        if (off != n)
+        if (off != n && !self->partial)
             PyErr_Format(self->error, "%U: truncated record header at offset %zd", self->name, off);
         records_release(self);
         return NULL;
@@ -103,7 +106,8 @@ static PyObject *records_next(Records *self)
     unsigned long sec = rd32(data + off, self->big), frac = rd32(data + off + 4, self->big);
     unsigned long incl = rd32(data + off + 8, self->big);
     if (incl > MAX_FRAME || off + 16 + (Py_ssize_t)incl > n) {
-        PyErr_Format(self->error, "%U: truncated or corrupt record at offset %zd", self->name, off);
+        if (incl > MAX_FRAME || !self->partial)
+            PyErr_Format(self->error, "%U: truncated or corrupt record at offset %zd", self->name, off);
         records_release(self);
         return NULL;
     }
@@ -141,6 +145,7 @@ static void records_dealloc(Records *self)
 
 static PyMemberDef records_members[] = {
     {"snaplen", T_PYSSIZET, offsetof(Records, snaplen), READONLY, "The capture's snapshot length."},
+    {"offset", T_PYSSIZET, offsetof(Records, off), READONLY, "where the next record starts"},
     {NULL},
 };
 

@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     src = run.add_mutually_exclusive_group(required=True)
     src.add_argument("--interface", help="capture from this interface (AF_PACKET)")
     src.add_argument("--vxlan", metavar="[ADDR]:PORT", help="receive VxLAN-encapsulated frames on this UDP address")
-    src.add_argument("--pcap", nargs="+", metavar="FILE", help="replay pcap/pcapng files, flush, exit")
+    src.add_argument("--pcap", nargs="+", metavar="FILE", help="replay pcap/pcapng files (or a pipe; - is standard input), flush, exit")
     _netns(run)
     run.add_argument("--vni", type=int, help="accept only this VNI (with --vxlan)")
     run.add_argument("--jsonl", metavar="PATH|-", help="write every event as one JSON line")

@@ -20,7 +20,7 @@ from ixpect.events import Event
 from ixpect.members import MemberTable
 from ixpect.notify import NotifierError
 from ixpect.notify.delivery import Delivery, channels_of
-from ixpect.pcap import PcapError, frames
+from ixpect.pcap import PcapError, chunks
 from ixpect.state import NeighborState
 from ixpect.watchdog import Watchdog
 
@@ -416,7 +416,8 @@ def run(args) -> int:
         try:
             for path in args.pcap:
                 try:
-                    monitor.feed(frames(path))
+                    for chunk in chunks(path, TICK):  # signals are acted on between chunks
+                        monitor.feed(chunk)
                 except (PcapError, OSError) as exc:
                     log.error("%s", exc)
                     status = EXIT_BAD_INPUT

@@ -5,7 +5,9 @@ a lost batch; each must be a clear error, a refused reload or a delivered event.
 from __future__ import annotations
 
 import gzip
+import json
 import math
+import os
 import resource
 import signal
 import socket
@@ -19,8 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from scapy.layers.l2 import LLC, STP, Dot3
 
 from ixpect import config
+from ixpect.pcap import PcapError, chunks
 from ixpect.relay import Decoder, encode
 
 from conftest import SHARED, wait_for
@@ -28,6 +32,7 @@ from livenet import start, stop
 from notifyutil import Recorder
 
 IXPECT = [sys.executable, "-m", "ixpect"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def ixpect(*args, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
@@ -127,8 +132,7 @@ def test_files_the_config_names_are_checked_by_check_config_and_run(tmp_path, ca
     checked = ixpect("check-config", conf)
     assert (checked.returncode, checked.stderr) == (1, f"{conf}:{error}\n")
     assert ixpect("check-config", "--skip-files", conf).returncode == 0  # for a build sandbox
-    pcap = Path(__file__).resolve().parent.parent / "examples" / "demo.pcap"
-    ran = ixpect("run", "-c", conf, "--pcap", pcap)
+    ran = ixpect("run", "-c", conf, "--pcap", REPO / "examples" / "demo.pcap")
     assert ran.returncode == 1 and "Traceback" not in ran.stderr
     assert f"{conf}:{error}" in ran.stderr
 
@@ -393,3 +397,155 @@ def test_a_client_that_never_reads_its_acknowledgements_does_not_stall_the_other
         sent.add(ev["data"]["mac_addr_source"])
         assert time.monotonic() < deadline
     wait_for(lambda: delivered_ids(notify.sink) >= sent, timeout=15, what="every good event delivered")
+
+
+# -- capture files and pipes -----------------------------------------------------------
+
+DEMO = REPO / "examples" / "demo.conf.yaml"
+DEMO_PCAP = REPO / "examples" / "demo.pcap"
+STP = bytes(Dot3(src="02:00:00:00:00:08", dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP())
+
+
+def pcapng_block(btype: int, body: bytes) -> bytes:
+    body += bytes(-len(body) % 4)
+    return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def pcapng(packets: list[tuple[int, bytes]], tsresol: int | None = None) -> bytes:
+    """One section, one Ethernet interface, an Enhanced Packet Block per (ticks, frame)."""
+    options = b"" if tsresol is None else struct.pack("<HHB3x", 9, 1, tsresol) + bytes(4)
+    out = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += pcapng_block(1, struct.pack("<HHI", 1, 0, 0) + options)
+    for ticks, frame in packets:
+        out += pcapng_block(6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+    return out
+
+
+@pytest.mark.parametrize("ticks, tsresol", [(2**64 - 1, None), (2**64 - 1, 0), (253402300800, 0)])
+def test_a_pcapng_timestamp_past_9999_is_refused_after_the_frames_before_it(tmp_path, ticks, tsresol):
+    path = tmp_path / "future.pcapng"
+    path.write_bytes(pcapng([(1761426000 * 10**6 if tsresol is None else 1761426000, STP), (ticks, STP)], tsresol))
+    result = ixpect("run", "-c", DEMO, "--jsonl", "-", "--pcap", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{path}: packet at offset " in result.stderr and "has a timestamp past the year 9999" in result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {(e["type"], e["timestamp"]) for e in events} >= {("STP_PACKET_FOUND", "2025-10-25T21:00:00.000000Z")}
+    assert "1 frames processed" in result.stderr
+
+
+def pieces(data: bytes, size: int):
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+def through_a_pipe(data: bytes, size: int) -> tuple[list, str | None]:
+    """The frames and the error (or None) of `data` written into a pipe `size` bytes at a time."""
+    r, w = os.pipe()
+
+    def writer():
+        with open(w, "wb", buffering=0) as f:
+            for piece in pieces(data, size):
+                f.write(piece)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    got, error = [], None
+    try:
+        for chunk in chunks(f"/dev/fd/{r}", 0.05):
+            got.extend(chunk)
+    except PcapError as exc:
+        error = str(exc).partition(": ")[2]
+    finally:
+        thread.join()
+        os.close(r)
+    return got, error
+
+
+def from_the_file(path: Path) -> tuple[list, str | None]:
+    got, error = [], None
+    try:
+        for chunk in chunks(str(path), 0.05):
+            got.extend(chunk)
+    except PcapError as exc:
+        error = str(exc).partition(": ")[2]
+    return got, error
+
+
+SAMPLES = sorted((SHARED / "pcaps" / "tcpdump").iterdir())[::40] + [DEMO_PCAP]
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_a_pipe_gives_the_frames_of_the_file(path):
+    got, error = from_the_file(path)
+    for size in (7, 4093, 1 << 20):
+        piped, piped_error = through_a_pipe(path.read_bytes(), size)
+        assert piped == got
+        assert (piped_error is None) == (error is None), (piped_error, error)
+
+
+def test_run_reads_standard_input_a_fifo_and_dev_stdin(tmp_path):
+    def events(out: str) -> list:
+        return [{k: v for k, v in json.loads(line).items() if k != "id"} for line in out.splitlines()]
+
+    expected = events(ixpect("run", "-c", DEMO, "--jsonl", "-", "--pcap", DEMO_PCAP).stdout)
+    assert expected
+    data = DEMO_PCAP.read_bytes()
+    for name in ("-", "/dev/stdin"):
+        result = ixpect("run", "-c", DEMO, "--jsonl", "-", "--pcap", name, input=data.decode("latin-1"),
+                        encoding="latin-1")
+        assert result.returncode == 0 and events(result.stdout) == expected
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*IXPECT, "run", "-c", DEMO, "--jsonl", "-", "--pcap", fifo], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    with open(fifo, "wb") as f:  # waits for the reader
+        for piece in pieces(data, 1000):
+            f.write(piece)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and events(out) == expected, err
+
+
+def test_dev_zero_is_named_and_refused_at_once():
+    result = ixpect("run", "-c", DEMO, "--pcap", "/dev/zero", timeout=10)
+    assert result.returncode == 2
+    assert "ERROR ixpect: /dev/zero: not a pcap or pcapng file (magic 0x00000000)" in result.stderr
+
+
+def test_sigterm_stops_a_fifo_without_writer(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    log = tmp_path / "run.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([*IXPECT, "run", "-c", DEMO, "--pcap", fifo], stderr=err)
+    time.sleep(2)  # started, waiting for a writer
+    assert proc.poll() is None, log.read_text()
+    started = time.monotonic()
+    assert stop(proc, timeout=5) == 0
+    assert time.monotonic() - started < 3
+    assert "stopping" in log.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_long_replay_acts_promptly(tmp_path):
+    path = tmp_path / "long.pcap"
+    rec = struct.Struct("<IIII").pack
+    arp = bytes.fromhex("0001080006040001")
+    records = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i in range(300_000):  # every frame from a new station: nothing for the sieve
+        mac, ip = b"\x02\x00" + i.to_bytes(4, "big"), (0x0A000000 + i).to_bytes(4, "big")
+        frame = b"\xff" * 6 + mac + b"\x08\x06" + arp + mac + ip + bytes(6) + ip + bytes(18)
+        records.append(rec(1761426000 + i // 50_000, i % 50_000 * 20, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(records))
+    log = tmp_path / "run.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([*IXPECT, "run", "-c", DEMO, "--pcap", path], stderr=err)
+    time.sleep(2)
+    assert proc.poll() is None, "the replay ended before the signal: make the capture longer"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert time.monotonic() - started < 5
+    text = log.read_text()
+    assert "stopping: flushing pending batches" in text
+    processed = int(text.rpartition(" frames processed")[0].rpartition(" ")[2])
+    assert 0 < processed < 300_000
