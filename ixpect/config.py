@@ -411,6 +411,8 @@ def parse_yaml(text: str, name: str, loader_class=_SafeLoader) -> tuple[object, 
         loader = loader_class(text)
     except yaml.reader.ReaderError as exc:  # the pure-Python reader checks the characters at once
         raise ConfigError([_reader_error(exc, text, name)]) from None
+    except UnicodeEncodeError as exc:  # libyaml's reader wants UTF-8: a lone surrogate is not
+        raise ConfigError([_bad_char(name, text, exc.start)]) from None
     try:
         root = loader.get_single_node()
         lines = _Lines(root)
@@ -432,8 +434,14 @@ def parse_yaml(text: str, name: str, loader_class=_SafeLoader) -> tuple[object, 
 
 
 def _reader_error(exc: yaml.reader.ReaderError, text: str, name: str) -> str:
+    # libyaml counts bytes, not characters: its report is replaced by the pure-Python one
     char = exc.character if isinstance(exc.character, int) else ord(exc.character)
-    return f"{name}:{text.count(chr(10), 0, exc.position) + 1}: character #x{char:04x} is not allowed in YAML"
+    return _bad_char(name, text, min(exc.position, len(text)), char)
+
+
+def _bad_char(name: str, text: str, position: int, char: int | None = None) -> str:
+    char = ord(text[position]) if char is None else char
+    return f"{name}:{text.count(chr(10), 0, position) + 1}: character #x{char:04x} is not allowed in YAML"
 
 
 def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = None, files: bool = False) -> dict:
