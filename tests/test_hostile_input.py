@@ -214,6 +214,15 @@ def test_a_hostile_base_config_is_refused_and_keeps_the_good_files(rendered, tmp
     assert unchanged(rendered, before)
 
 
+def test_a_damaged_current_config_is_refused_not_a_traceback(rendered):
+    rendered.write_text("probes: " + "[" * 1000 + "]" * 1000 + "\n")
+    before = {p.name: p.read_bytes() for p in rendered.parent.iterdir()}
+    result = render(EXPORT, rendered)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{rendered}: cannot read the current config to compare: config:1: YAML nested deeper" in result.stderr
+    assert unchanged(rendered, before)
+
+
 class _Bomb(BaseHTTPRequestHandler):
     """A portal answering with 512 MiB of gzip-compressed zeros (about 500 KiB on the wire)."""
 

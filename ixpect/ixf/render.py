@@ -180,7 +180,7 @@ def write_if_changed(path: Path, text: str, mode: int) -> bool:
 
 def static_pairs(config_text: str) -> set[tuple[str, str]]:
     """The (ip, mac) static entries of a config, for comparing two renders."""
-    doc = yaml.safe_load(config_text)
+    doc = _yaml(config_text, "config")
     probes = doc.get("probes") if isinstance(doc, dict) else None
     pairs = set()
     for probe, _, _ in _NEIGHBOR:
@@ -195,7 +195,7 @@ def _safety_valve(opts: Options, new_text: str) -> None:
         old = static_pairs(opts.output.read_text())
     except FileNotFoundError:
         return  # first render
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, IxfError) as e:
         raise IxfError(f"{opts.output}: cannot read the current config to compare: {e}") from None
     dropped = len(old - static_pairs(new_text))
     if old and dropped / len(old) > opts.max_drop and not opts.force:
