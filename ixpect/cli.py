@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.add_argument("--skip-files", action="store_true",
-                       help="do not check the files the config names (secrets, templates, member table): "
+                       help="do not read the secret files and the member table the config names: "
                             "for a build sandbox or a copy of the config where they are not present")
     check.set_defaults(impl="ixpect.config:check_config_main")
 

@@ -2,8 +2,9 @@
 
 Public API:
     load(path, files=True) -> dict  the config of a file, ready to use; with `files`
-                                    the secrets, templates and member table it
-                                    names are checked by building what uses them
+                                    the secret files and member table it names are
+                                    checked by building what uses them (templates
+                                    are always checked)
     load_text(text, name="<config>", base_dir=None, files=False) -> dict
                                     the same for YAML text (e.g. a rendered config)
     parse_yaml(text, name) -> (doc, lines)
@@ -482,8 +483,8 @@ def _template_problems(event: dict) -> list[tuple[tuple, str]]:
 
 
 def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
-    """The files a completed config names (secrets, templates, the member table) that
-    the daemon could not use, found by building from them what the daemon builds."""
+    """The files a completed config names (secrets, the member table) that the daemon
+    could not use, found by building from them what the daemon builds."""
     from ixpect.members import MemberTable
     from ixpect.notify import NotifierError
     from ixpect.notify.delivery import channels_of
@@ -493,8 +494,7 @@ def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
         try:
             MemberTable.load(cfg["member_table"])
         except (OSError, ValueError) as exc:
-            reason = (f"cannot read {exc.filename}: {exc.strerror}" if isinstance(exc, OSError)
-                      else f"{cfg['member_table']}: {exc}")
+            reason = f"{cfg['member_table']}: " + (f"cannot read: {exc.strerror}" if isinstance(exc, OSError) else str(exc))
             problems.append((("member_table",), reason))
     try:
         channels_of(cfg["event"])
@@ -505,7 +505,7 @@ def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
 
 def load(path: str | Path, files: bool = True) -> dict:
     """The config file at `path`, ready to use (see the module docstring); with
-    `files`, the secrets, templates and member table it names must be usable."""
+    `files`, the secret files and member table it names must be usable."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

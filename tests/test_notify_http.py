@@ -18,7 +18,7 @@ from conftest import wait_for
 
 from ixpect import config
 from ixpect.events import Batch
-from ixpect.notify import channels
+from ixpect.notify import NotifierError, channels
 from ixpect.notify.delivery import Delivery
 
 
@@ -285,5 +285,5 @@ def test_alertmanager_link_that_fails_to_render_does_not_hold_the_alert_back(ser
 
 
 def test_alertmanager_tls_file_that_cannot_be_read_is_an_error_at_start(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing-ca.pem"):
+    with pytest.raises(NotifierError, match="missing-ca.pem: cannot read: No such file"):
         channels(am_config("https://127.0.0.1:9093", ca_file=str(tmp_path / "missing-ca.pem")))

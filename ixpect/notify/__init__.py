@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from ixpect.events import Batch
-from ixpect.notify.render import Templates
+from ixpect.notify.render import Templates, failure
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +141,6 @@ class NotifierError(Exception):
         self.reason = reason
 
 
-def _unusable(exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return f"cannot read {exc.filename}: {exc.strerror}"
-    if isinstance(exc, jinja2.TemplateSyntaxError):
-        return f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}"
-    if isinstance(exc, jinja2.TemplateNotFound):
-        return f"template {exc.name} not found"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _key_of(cfg, value, path: tuple = ()) -> tuple | None:
     """The path of the key holding `value` in a notifier's config (the file that failed)."""
     if value is not None and cfg == value:
@@ -165,8 +155,6 @@ def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str =
     if not notifiers:
         log.warning("%s", NO_NOTIFIER)
         notifiers = {"log": {}}
-    if templates_dir is not None and not Path(templates_dir).is_dir():
-        raise NotifierError(("event", "templates_dir"), f"{templates_dir} is not a directory")
     templates = Templates(templates_dir)
     out: list[Channel] = []
     for kind, cfg in notifiers.items():
@@ -178,7 +166,8 @@ def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str =
             except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
                 where = _key_of(cfg, getattr(exc, "filename", None)) or (
                     ("channels", i) if cfg.get("channels") else ())
-                raise NotifierError(("event", "notifiers", kind, *where), _unusable(exc)) from None
+                raise NotifierError(("event", "notifiers", kind, *where),
+                                    failure(exc, getattr(exc, "filename", None) or kind)) from None
             _scrubber.secrets.update(notifier.secrets)
             key = _key(kind, ch)
             taken = sum(c.key.startswith(key) for c in out)  # same destination twice

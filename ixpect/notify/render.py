@@ -12,6 +12,7 @@ each mail. Event data keys differ per event type and are not checked."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import traceback
@@ -74,10 +75,16 @@ class _Suffixed(jinja2.FileSystemLoader):
         return super().get_source(environment, f"{template}.j2")
 
 
+@functools.cache
+def _missing(templates_dir: str) -> None:
+    """Said once per directory, however often templates are built (a check builds them twice)."""
+    log.warning("templates_dir %s is not a directory: the built-in templates are used", templates_dir)
+
+
 class Templates:
     def __init__(self, templates_dir: str | None = None):
         if templates_dir and not Path(templates_dir).is_dir():
-            log.warning("templates_dir %s is not a directory: the built-in templates are used", templates_dir)
+            _missing(templates_dir)
         loaders = [jinja2.FileSystemLoader(templates_dir), _Suffixed(templates_dir)] if templates_dir else []
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader([*loaders, jinja2.FileSystemLoader(BUILTIN)]),
@@ -109,11 +116,12 @@ def problems(templates_dir: str | None, files=()) -> list[tuple[str | None, str]
         try:
             load(what)
         except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
-            found.append((file, _describe(exc, what)))
+            found.append((file, failure(exc, what)))
     return found
 
 
-def _describe(exc: Exception, what: str) -> str:
+def failure(exc: Exception, what: str) -> str:
+    """What went wrong loading `what` (a template or a file a notifier reads), for an operator."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"{exc.filename or what}:{exc.lineno}: {exc.message}"
     if isinstance(exc, jinja2.TemplateNotFound):  # an include or extends (it is an OSError too)
