@@ -494,8 +494,8 @@ def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
         try:
             MemberTable.load(cfg["member_table"])
         except (OSError, ValueError) as exc:
-            reason = f"{cfg['member_table']}: " + (f"cannot read: {exc.strerror}" if isinstance(exc, OSError) else str(exc))
-            problems.append((("member_table",), reason))
+            why = f"cannot read: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            problems.append((("member_table",), f"{cfg['member_table']}: {why}"))
     try:
         channels_of(cfg["event"])
     except NotifierError as exc:

@@ -46,7 +46,8 @@ class MemberTable:
     def load(cls, path: str | Path) -> MemberTable:
         """Raises OSError, or ValueError naming what is wrong."""
         doc = json.loads(Path(path).read_text())
-        if not isinstance(doc, dict) or not all(isinstance(doc.get(k, {}), dict) for k in ("macs", "ips", "connections")):
+        sections = ("macs", "ips", "connections")
+        if not isinstance(doc, dict) or not all(isinstance(doc.get(k, {}), dict) for k in sections):
             raise ValueError("not a member table (a JSON object of macs, ips and connections)")
         for addr in doc.get("ips") or ():
             try:

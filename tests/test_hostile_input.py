@@ -185,7 +185,7 @@ def unchanged(out: Path, before: dict) -> bool:
 
 @pytest.mark.parametrize("mangle, error", [
     (lambda t: "[" * 1000 + t + "]" * 1000, "JSON nested deeper than 64 levels"),
-    (lambda t: t.replace('"member_list"', '"member_list_' + "[" * 900 + '": ' + "[" * 900 + "]" * 900 + ', "member_list"', 1),
+    (lambda t: t.replace('"member_list"', '"x": ' + "[" * 900 + "]" * 900 + ', "member_list"', 1),
      "JSON nested deeper than 64 levels"),
     (lambda t: t.replace('"asnum": ', '"asnum": ' + "9" * 5000 + ', "x": ', 1),
      "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
@@ -430,7 +430,8 @@ def pcapng(packets: list[tuple[int, bytes]], tsresol: int | None = None) -> byte
     out = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
     out += pcapng_block(1, struct.pack("<HHI", 1, 0, 0) + options)
     for ticks, frame in packets:
-        out += pcapng_block(6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+        header = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
+        out += pcapng_block(6, header + frame)
     return out
 
 
