@@ -494,10 +494,11 @@ def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
         try:
             MemberTable.load(cfg["member_table"])
         except (OSError, ValueError) as exc:
-            why = f"cannot read: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
-            problems.append((("member_table",), f"{cfg['member_table']}: {why}"))
+            why = f"{cfg['member_table']}: cannot read: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            problems.append((("member_table",), why))
     try:
-        channels_of(cfg["event"])
+        if cfg["event"]["notifiers"]:  # none: the log notifier, which reads no file
+            channels_of(cfg["event"])
     except NotifierError as exc:
         problems.append((exc.path, exc.reason))
     return problems

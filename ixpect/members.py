@@ -45,10 +45,13 @@ class MemberTable:
     @classmethod
     def load(cls, path: str | Path) -> MemberTable:
         """Raises OSError, or ValueError naming what is wrong."""
-        doc = json.loads(Path(path).read_text())
+        try:
+            doc = json.loads(Path(path).read_text())
+        except ValueError as exc:  # not UTF-8, or not JSON
+            raise ValueError(f"{path}: not JSON: {exc}") from None
         sections = ("macs", "ips", "connections")
         if not isinstance(doc, dict) or not all(isinstance(doc.get(k, {}), dict) for k in sections):
-            raise ValueError("not a member table (a JSON object of macs, ips and connections)")
+            raise ValueError(f"{path}: not a member table (a JSON object of macs, ips and connections)")
         for addr in doc.get("ips") or ():
             try:
                 ip_address(addr)
