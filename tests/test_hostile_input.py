@@ -452,8 +452,21 @@ def pieces(data: bytes, size: int):
         yield data[i:i + size]
 
 
-def through_a_pipe(data: bytes, size: int) -> tuple[list, str | None]:
-    """The frames and the error (or None) of `data` written into a pipe `size` bytes at a time."""
+def read_chunks(path: str) -> tuple[list, set, str | None]:
+    """The frames, the snaplens they came with and the error (or None) of a capture."""
+    got, snaplens, error = [], set(), None
+    try:
+        for chunk in chunks(path, 0.05):
+            frames = list(chunk)
+            got.extend(frames)
+            snaplens |= {chunk.snaplen} if frames else set()
+    except PcapError as exc:
+        error = str(exc).partition(": ")[2]
+    return got, snaplens, error
+
+
+def through_a_pipe(data: bytes, size: int) -> tuple[list, set, str | None]:
+    """read_chunks() of `data` written into a pipe `size` bytes at a time."""
     r, w = os.pipe()
 
     def writer():
@@ -463,37 +476,22 @@ def through_a_pipe(data: bytes, size: int) -> tuple[list, str | None]:
 
     thread = threading.Thread(target=writer)
     thread.start()
-    got, error = [], None
     try:
-        for chunk in chunks(f"/dev/fd/{r}", 0.05):
-            got.extend(chunk)
-    except PcapError as exc:
-        error = str(exc).partition(": ")[2]
+        return read_chunks(f"/dev/fd/{r}")
     finally:
         thread.join()
         os.close(r)
-    return got, error
-
-
-def from_the_file(path: Path) -> tuple[list, str | None]:
-    got, error = [], None
-    try:
-        for chunk in chunks(str(path), 0.05):
-            got.extend(chunk)
-    except PcapError as exc:
-        error = str(exc).partition(": ")[2]
-    return got, error
 
 
 SAMPLES = sorted((SHARED / "pcaps" / "tcpdump").iterdir())[::40] + [DEMO_PCAP]
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
-def test_a_pipe_gives_the_frames_of_the_file(path):
-    got, error = from_the_file(path)
+def test_a_pipe_gives_the_frames_and_snaplen_of_the_file(path):
+    got, snaplens, error = read_chunks(str(path))
     for size in (7, 4093, 1 << 20):
-        piped, piped_error = through_a_pipe(path.read_bytes(), size)
-        assert piped == got
+        piped, piped_snaplens, piped_error = through_a_pipe(path.read_bytes(), size)
+        assert piped == got and piped_snaplens == snaplens
         assert (piped_error is None) == (error is None), (piped_error, error)
 
 
