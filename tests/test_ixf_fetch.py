@@ -100,7 +100,13 @@ def test_render_from_server_then_failures_leave_files_untouched(portal, tmp_path
         code, stdout, stderr = render(capsys, url, out)
         assert (code, stdout) == (1, ""), mode
         assert message in stderr, stderr
-        assert snapshot(out_dir) == good, mode
+        now = snapshot(out_dir)
+        status = json.loads(now.pop("ixpect.conf.status.json"))
+        assert now == {k: v for k, v in good.items() if k != "ixpect.conf.status.json"}, mode
+        # the last success is kept beside the failure, for the staleness and failure metrics
+        assert status["failed"] and message.removeprefix("error: ") in status["error"], mode
+        assert {k: v for k, v in status.items() if k not in ("failed", "error")} == \
+            json.loads(good["ixpect.conf.status.json"]), mode
 
     # the operator looked at the export and accepts the drop
     code, stdout, _ = render(capsys, url, out, "--force")
