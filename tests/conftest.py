@@ -30,14 +30,51 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+#: the start of the reason of a skip for want of something this machine lacks
+NOT_HERE = "not runnable here, for want of "
+
+
+def available(thing: str) -> bool:
+    """`thing` of a `needs` mark: "root", "test data" (SHARED) or a program on PATH."""
+    if thing == "root":
+        return os.geteuid() == 0
+    if thing == "test data":
+        return SHARED.is_dir()
+    return shutil.which(thing) is not None
+
+
+def missing(thing: str) -> None:
+    """Stop a test that cannot run for want of `thing`: a failure under CI=true, where
+    `make test` has installed everything; elsewhere a skip, counted in one line at the end."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{thing} is missing; under CI=true every test must run")
+    pytest.skip(NOT_HERE + thing)
+
+
 def require_tool(tool: str) -> None:
-    """Skip without `tool`, except in CI (CI=true), where the .ci/setup.d scripts must
-    have installed it and its absence is a failure."""
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed (the scripts in .ci/setup.d install it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    if not available(tool):
+        missing(tool)
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        for thing in mark.args:
+            if not available(thing):
+                missing(f"test data at {SHARED}" if thing == "test data" else thing)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line for every test that could not run here, by what was missing."""
+    wants: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if NOT_HERE in reason:
+            thing = reason.split(NOT_HERE, 1)[1]
+            wants[thing] = wants.get(thing, 0) + 1
+    if wants:
+        terminalreporter.write_line(
+            f"{sum(wants.values())} tests not runnable here, for want of: "
+            + ", ".join(f"{thing} ({n})" for thing, n in sorted(wants.items())), yellow=True, bold=True)
 
 
 class Recorder:

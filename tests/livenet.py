@@ -7,7 +7,6 @@ monitor reports is one the test scripted."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import struct
@@ -30,7 +29,7 @@ PACKET_OUTGOING = 4
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 SO_RCVBUFFORCE = 33
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live tests create network namespaces and veth pairs: run as root")
+needs_root = pytest.mark.needs("root")  # namespaces, veth pairs, AF_PACKET
 
 PEER1_MAC, PEER2_MAC, BURST_MAC = "02:00:00:00:01:01", "02:00:00:00:02:02", "02:00:00:00:0b:0b"
 PEER1_IP, PEER2_IP = "192.0.2.1", "192.0.2.2"

@@ -37,7 +37,7 @@ import units  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: debootstrap, systemd-nspawn, network namespaces"),
+    pytest.mark.needs("root", "debootstrap", "systemd-nspawn", "nsenter", "test data"),
 ]
 
 REPO = Path(__file__).resolve().parent.parent

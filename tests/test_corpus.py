@@ -8,6 +8,8 @@ import pytest
 
 from conftest import CORPUS, IXPECT, REPO
 
+pytestmark = pytest.mark.needs("test data")
+
 CONF = REPO / "examples" / "demo.conf.yaml"
 
 

@@ -8,6 +8,8 @@ import logging
 from collections import Counter
 from ipaddress import IPv6Address
 
+import pytest
+
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6, _ICMPv6
 from scapy.layers.ipsec import AH  # binds AH to IPv6 so that scapy walks through it too
@@ -114,6 +116,7 @@ def check(buf: bytes, seen: Counter) -> None:
         seen["malformed"] += 1
 
 
+@pytest.mark.needs("test data")
 def test_decoder_agrees_with_scapy_on_the_tcpdump_corpus():
     seen: Counter = Counter()
     for path in sorted(CORPUS.iterdir()):

@@ -7,11 +7,15 @@ import json
 import subprocess
 import time
 
+import pytest
+
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import wrpcap
 
 from conftest import IXPECT, SHARED
+
+pytestmark = pytest.mark.needs("test data")
 from ixpect.cli import main
 from ixpect.ixf.normalise import link_local
 

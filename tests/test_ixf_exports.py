@@ -20,6 +20,7 @@ from ixpect.cli import main
 from ixpect.members import MemberTable
 
 IXF = SHARED / "ixf"
+pytestmark = pytest.mark.needs("test data")
 
 # file: (ixp_id, vlan_id, outcome); outcome is
 #   (members, IPv4, IPv6, MACs, ARP static entries, ND static entries incl. one EUI-64 fe80:: per MAC)

@@ -3,6 +3,7 @@ and failures that must leave the rendered config and member table byte-for-byte 
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -13,7 +14,14 @@ import pytest
 from conftest import SHARED
 from ixpect.cli import main
 
-EXPORT = (SHARED / "ixf" / "franceix-mrs-2016-10-v0.5.json").read_bytes()
+pytestmark = pytest.mark.needs("test data")
+
+
+@functools.cache
+def export() -> bytes:
+    return (SHARED / "ixf" / "franceix-mrs-2016-10-v0.5.json").read_bytes()
+
+
 ETAG = '"mrs-2016-10"'
 LAST_MODIFIED = "Sat, 22 Oct 2016 19:46:50 GMT"
 
@@ -35,8 +43,8 @@ class Portal(BaseHTTPRequestHandler):
         mode = srv.mode
         if mode == "ok" and self.headers.get("If-None-Match") == ETAG:
             return self._send(304, b"", {"ETag": ETAG})
-        body = {"ok": EXPORT, "500": b"<h1>Internal Server Error</h1>", "truncated": EXPORT[: len(EXPORT) // 2],
-                "half": half_members(EXPORT)}[mode]
+        body = {"ok": export(), "500": b"<h1>Internal Server Error</h1>", "truncated": export()[: len(export()) // 2],
+                "half": half_members(export())}[mode]
         self._send(500 if mode == "500" else 200, body,
                    {"Content-Type": "application/json", "ETag": ETAG if mode == "ok" else '"other"',
                     "Last-Modified": LAST_MODIFIED})
@@ -91,7 +99,7 @@ def test_render_from_server_then_failures_leave_files_untouched(portal, tmp_path
     failures = {
         "500": f"error: {url}: HTTP 500 Internal Server Error (redirected to {portal.url}/members.json)",
         "truncated": f"error: {url}: invalid JSON at line 554 column 15: Unterminated string starting at "
-                     f"({len(EXPORT) // 2} bytes; the document ends early: truncated?)",
+                     f"({len(export()) // 2} bytes; the document ends early: truncated?)",
         # 15 of the 28 MACs go: 15 ARP, 15 ND and 15 EUI-64 link-local entries of 84
         "half": "error: refusing to drop 45 of 84 static entries (54%, limit --max-drop 30%)",
     }

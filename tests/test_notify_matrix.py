@@ -1,5 +1,5 @@
 """The matrix notifier against a real Synapse homeserver on loopback (SQLite, no
-federation), installed in its own venv by .ci/setup.d/50-synapse.sh."""
+federation), installed in its own venv by setup/synapse.sh (`make test` runs it)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ import requests
 import yaml
 from notifyutil import RETRY, arp_batch, free_port
 
-from conftest import wait_for
+from conftest import missing, wait_for
 
 from ixpect.events import Batch
 from ixpect.notify import channels
 from ixpect.notify.delivery import Delivery
 
-REPO = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("IXPECT_SYNAPSE_VENV", "/var/cache/ixpect-ci/synapse-venv"))
 
 pytestmark = pytest.mark.slow
@@ -31,10 +30,7 @@ def synapse_python() -> Path:
     python = VENV / "bin" / "python"
     probe = [str(python), "-c", "import synapse"]
     if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
-        setup = subprocess.run(["bash", str(REPO / ".ci/setup.d/50-synapse.sh")], capture_output=True,
-                               text=True, env={**os.environ, "IXPECT_SYNAPSE_VENV": str(VENV)})
-        if setup.returncode != 0:
-            pytest.skip(f"matrix-synapse could not be installed into {VENV}: {setup.stderr[-500:]}")
+        missing(f"matrix-synapse in {VENV} (setup/synapse.sh)")
     return python
 
 

@@ -48,6 +48,7 @@ def bgp6(src=A, dst=B):
 
 # --- l2_protocol: real captures ----------------------------------------------------
 
+@pytest.mark.needs("test data")
 @pytest.mark.parametrize("capture, expected", [
     ("3560_CDP.pcap", {"cdp": 3}),
     ("LLDP_and_CDP.pcap", {"cdp": 4, "lldp": 8}),
@@ -69,6 +70,7 @@ def test_l2_protocol_in_real_captures(capture, expected):
     assert counts == Counter({("L2_PROTOCOL_FOUND", p): n for p, n in expected.items()})
 
 
+@pytest.mark.needs("test data")
 def test_l2_protocol_event_data():
     r = Recorder(L2)
     r.engine.feed(frames(CORPUS / "3560_CDP.pcap"))
@@ -108,6 +110,7 @@ def test_l2_protocol_leaves_stp_and_ordinary_traffic_alone():
     assert r.feed(ieee, pvst, bgp4(), bgp6(), Ether(src=A, dst=BC) / ARP(psrc="192.0.2.10", hwsrc=A)) == []
 
 
+@pytest.mark.needs("test data")
 def test_l2_protocol_ignore_list_and_reload():
     r = Recorder({"l2_protocol": {"enable": True, "ignore": ["lldp", "lacp"]}})
     r.engine.feed(frames(CORPUS / "LLDP_and_CDP.pcap"))
@@ -118,6 +121,7 @@ def test_l2_protocol_ignore_list_and_reload():
     assert Counter(e.data["protocol"] for e in r.events) == {"cdp": 4, "lacp": 20}
 
 
+@pytest.mark.needs("test data")
 def test_l2_protocol_and_ether_type_both_see_lldp():
     r = Recorder({**L2, "ether_type": {"enable": True, "allowed_ether_types": [0x0800, 0x0806, 0x86DD]}})
     r.engine.feed(frames(CORPUS / "lldp_8021_linkagg.pcap"))
@@ -139,6 +143,7 @@ def test_malformed_llc_is_a_bad_packet():
 
 # --- ip_control: real captures -----------------------------------------------------
 
+@pytest.mark.needs("test data")
 @pytest.mark.parametrize("capture, expected", [
     ("OSPFv2_Capture_FINAL.pcapng", {("ROUTING_PROTOCOL_FOUND", "ospf"): 30}),
     ("OSPFv3_broadcast_adjacency.pcap", {("ROUTING_PROTOCOL_FOUND", "ospfv3"): 38}),
@@ -169,6 +174,7 @@ def test_ip_control_in_real_captures(capture, expected):
     assert replay(capture, IPC) == Counter(expected)
 
 
+@pytest.mark.needs("test data")
 def test_ip_control_unicast_dhcp_on_the_lan():
     """A DHCP server answering by unicast is reported once the capture's LAN is the one configured."""
     counts = replay("dhcp-rfc3004.pcap", {"ip_control": {"enable": True, "prefixes": ["192.168.1.0/24"]}})
@@ -177,6 +183,7 @@ def test_ip_control_unicast_dhcp_on_the_lan():
     assert counts == {("DHCP_PACKET_FOUND", "dhcp"): 34, ("DHCP_PACKET_FOUND", "bootp"): 2}
 
 
+@pytest.mark.needs("test data")
 def test_ip_control_event_data_ipv4_and_ipv6():
     r = Recorder(IPC)
     r.engine.feed(frames(CORPUS / "OSPFv2_Capture_FINAL.pcapng"))
@@ -188,6 +195,7 @@ def test_ip_control_event_data_ipv4_and_ipv6():
     assert ospf6.data["ip6_addr_source"].startswith("fe80::")
 
 
+@pytest.mark.needs("test data")
 def test_ip_control_directed_broadcast_from_ripv1():
     r = Recorder(IPC)
     r.engine.feed(frames(CORPUS / "ripv1v2.pcap"))  # RIPv1 to 10.0.0.255, RIPv2 to 224.0.0.9
@@ -318,6 +326,7 @@ def test_ip_control_directed_broadcast_without_protocol():
         "mac_addr_source": A, "ip4_addr_source": "192.0.2.10", "ip4_addr_destination": "192.0.2.255"})
 
 
+@pytest.mark.needs("test data")
 def test_ip_control_ignore_and_no_prefixes():
     r = Recorder({"ip_control": {"enable": True, "ignore": ["mld", "igmp"]}})
     r.engine.feed(frames(CORPUS / "icmpv6.pcap"))
@@ -385,6 +394,7 @@ def test_arp_sender_mismatch_can_be_turned_off():
     assert r.feed(arp(B, A)) == []
 
 
+@pytest.mark.needs("test data")
 def test_arp_sender_mismatch_in_a_real_capture():
     counts = replay("bgp-4byte-asn.pcap", {"arp_neighbor": {"enable": True, "dynamic_enable": True}})
     assert counts == {("ARP_NEIGHBOR_NEW_DYNAMIC", None): 9}  # 12 ARP packets, each from its sender
@@ -486,6 +496,7 @@ def test_schema_lists_exactly_the_protocol_names():
                                               "MEMBER_MAC_COUNT_EXCEEDED", "ARP_SENDER_MISMATCH"} <= events
 
 
+@pytest.mark.needs("test data")
 def test_the_corpus_through_every_policy_probe_without_internal_errors():
     r = Recorder({**L2, **IPC, **MAC, "arp_neighbor": {"enable": True, "dynamic_enable": True}}, MEMBERS)
     for path in sorted(CORPUS.iterdir()):

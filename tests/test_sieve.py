@@ -160,6 +160,7 @@ def test_scripted_mix_matches_the_unsieved_engine(unsieved):
     assert sieved.engine._sieve.counts()[0x0806][0] > 0
 
 
+@pytest.mark.needs("test data")
 def test_corpus_replays_match_the_unsieved_engine(unsieved):
     paths = sorted(p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng"))
     assert len(paths) > 800

@@ -8,7 +8,6 @@ up with what tcpreplay can send, so a second flood arrives while it is paused
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import time
@@ -25,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from gen import write  # noqa: E402
 from live import Daemon, Link, e_end, replay  # noqa: E402
 
-pytestmark = [needs_root, pytest.mark.netns,
-              pytest.mark.skipif(not shutil.which("tcpreplay"), reason="needs tcpreplay (.ci/setup.d/60-tcpreplay.sh)")]
+pytestmark = [needs_root, pytest.mark.netns, pytest.mark.needs("tcpreplay")]
 
 STORM_MAC, WINDOW, THRESHOLD = "02:00:00:00:5f:5f", 2, 1000
 FRAMES, LOOPS = 100_000, 4

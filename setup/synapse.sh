@@ -1,6 +1,7 @@
+#!/bin/sh
 # A real Matrix homeserver for the matrix notifier test, in its own venv (it is heavy and
-# pins its own dependencies); the test looks for it here, or at $IXPECT_SYNAPSE_VENV.
-set -euo pipefail
+# pins its own dependencies); tests/test_notify_matrix.py looks for it here, or at $IXPECT_SYNAPSE_VENV.
+set -eu
 venv=${IXPECT_SYNAPSE_VENV:-/var/cache/ixpect-ci/synapse-venv}
 if "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
     exit 0
