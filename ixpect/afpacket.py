@@ -12,6 +12,7 @@ The socket is only ever read: there is no TX ring and nothing here calls send().
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import mmap
@@ -47,16 +48,15 @@ class AfPacketSource:
     def __init__(self, interface: str, netns: str | None = None, *, block_size: int = 1 << 20,
                  block_count: int = 64, retire_ms: int = 50, fd: int | None = None):
         """`fd`: the socket with its ring, already open (inherited across an exec)."""
-        if fd is not None:
-            self.sock = socket.socket(fileno=fd)
-        elif netns:  # only this socket lives there; the process stays where it is
-            from ixpect.netns import inside
-
-            with inside(netns):
-                self.sock = self._open(interface, block_size, block_count, retire_ms)
-        else:
-            self.sock = self._open(interface, block_size, block_count, retire_ms)
-        self.interface = interface
+        self.interface, self.netns = interface, netns
+        try:
+            if fd is not None:
+                self.sock = socket.socket(fileno=fd)
+            else:
+                with self._namespace():  # only this socket lives there; the process stays where it is
+                    self.sock = self._open(interface, block_size, block_count, retire_ms)
+        except OSError as exc:
+            raise OSError(self._explain(exc)) from None
         self.block_size, self.block_count = block_size, block_count
         self.ring = mmap.mmap(self.sock.fileno(), block_size * block_count,
                               mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -64,6 +64,40 @@ class AfPacketSource:
         self.poller.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
         self.block = 0
         self.received = self.dropped = 0
+
+    def _namespace(self):
+        if not self.netns:
+            return contextlib.nullcontext()
+        from ixpect.netns import inside
+
+        return inside(self.netns)
+
+    def _explain(self, exc: OSError) -> str:
+        """What an operator needs from a failure to open the capture socket."""
+        where = f"{self.interface} in network namespace {self.netns}" if self.netns else self.interface
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            return f"cannot capture on {where}: {exc.strerror}; capturing needs root or CAP_NET_RAW"
+        if exc.errno == errno.ENODEV:
+            return f"cannot capture on {where}: there is no such interface"
+        if exc.errno == errno.ENOENT and self.netns:
+            return f"there is no network namespace {self.netns} (`ixpect netns up --name {self.netns}` creates it)"
+        return f"cannot capture on {where}: {exc.strerror}"
+
+    def warn_if_addressed(self) -> None:
+        """An interface with addresses belongs to an IP stack that answers ARP/ND and
+        sends on the peering LAN: say so (`ixpect netns up` leaves none)."""
+        from pyroute2 import IPRoute
+
+        with self._namespace():
+            ipr = IPRoute()
+        with ipr:
+            index = ipr.link_lookup(ifname=self.interface)
+            found = ipr.get_addr(index=index[0]) if index else []
+        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in found]
+        if addrs:
+            log.warning("%s has addresses (%s): this host's IP stack may answer and send on the LAN; "
+                        "`ixpect netns up` moves the interface into a namespace with none", self.interface,
+                        ", ".join(addrs))
 
     @staticmethod
     def _open(interface: str, block_size: int, block_count: int, retire_ms: int) -> socket.socket:

@@ -3,23 +3,27 @@ one process), `ixpect capture` and `ixpect notify` (the split deployment)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import Iterable
 from contextlib import ExitStack
 from functools import partial
+from pathlib import Path
 
 from ixpect import config as configuration
-from ixpect import metrics, privileges, relay
+from ixpect import logsetup, metrics, notify as notifiers, privileges, probes, relay
 from ixpect.collector import Collector
 from ixpect.engine import Engine
 from ixpect.events import Event
 from ixpect.members import MemberTable
 from ixpect.notify import NotifierError
 from ixpect.notify.delivery import Delivery, channels_of
+from ixpect.notify.render import builtin as builtin_templates
 from ixpect.pcap import PcapError, chunks
 from ixpect.state import NeighborState
 from ixpect.watchdog import Watchdog
@@ -39,19 +43,6 @@ METRICS_EVERY = 5.0
 
 class Stop(Exception):
     """SIGTERM: flush what is pending, then exit 0."""
-
-
-def setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    events = logging.StreamHandler(sys.stderr)
-    events.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    ev_log = logging.getLogger("ixpect.events")
-    ev_log.addHandler(events)
-    ev_log.propagate = False
 
 
 def load(path: str) -> tuple[dict, MemberTable | None]:
@@ -108,7 +99,7 @@ class Batching:
 
 
 class Service:
-    """The signal behaviour of DESIGN.md: SIGHUP reloads (learned state and pending
+    """The signals a daemon answers: SIGHUP reloads (learned state and pending
     batches stay), SIGUSR1 sends IXPECT_TEST, SIGTERM stops after flushing. Signals
     only set flags; they take effect between chunks of work (`apply_signals`), never
     inside a probe. Subclasses provide `configure(cfg, members)` and `test()`."""
@@ -297,6 +288,52 @@ def _load_or_log(args):
     return None
 
 
+#: what a running daemon may import after privileges are dropped, beyond the probes and
+#: notifiers: a metrics scrape, a template error, a non-ASCII host name in a URL
+LATE_IMPORTS = ("prometheus_client", "prometheus_client.core", "jinja2.debug", "idna")
+
+
+def preload() -> None:
+    """Import every probe and notifier (a reload may enable any) and what they import
+    late, and read the built-in templates: once privileges are dropped the user may
+    not be able to read the installation (a venv under /root, mode 0700)."""
+    for kinds in (probes.KINDS, notifiers.KINDS):
+        for target in kinds.values():
+            importlib.import_module(target.partition(":")[0])
+    for module in LATE_IMPORTS:
+        importlib.import_module(module)
+    builtin_templates()
+
+
+def usable_state_dir(path: str | None) -> bool:
+    """Create the state directory if missing and check that this process may write
+    it; otherwise log which directory, and for whom, it must be writable."""
+    if path is None:
+        return True
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK | os.X_OK):
+            return True
+        problem = "not writable"
+    except OSError as exc:
+        problem = f"cannot create it: {exc.strerror}"
+    log.error("state directory %s: %s; it must be writable by uid %d, the user this process runs as",
+              path, problem, os.getuid())
+    return False
+
+
+def _started(args, make):
+    """`make()`, which opens the files of the state directory, or None (logged) when
+    the directory or a file in it cannot be used."""
+    if not usable_state_dir(args.state_dir):
+        return None
+    try:
+        return make()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return None
+
+
 def _start_live(args):
     """Open the source, then drop privileges; None (logged) when either fails."""
     inherited = privileges.inherited_socket()
@@ -305,6 +342,9 @@ def _start_live(args):
     except (OSError, ValueError) as exc:
         log.error("cannot open the capture source: %s", exc)
         return None
+    if args.interface and inherited is None:
+        source.warn_if_addressed()
+    preload()
     try:
         # AF_PACKET needs CAP_NET_RAW only to open: hand the socket to a fresh exec if need be
         handover = source.sock.fileno() if args.interface and inherited is None else None
@@ -335,15 +375,19 @@ def _serve_live(monitor: Monitor, source, after_chunk=None) -> int:
 
 
 def capture(args) -> int:
-    setup_logging()
+    logsetup.setup(args.log_level)
     loaded = _load_or_log(args)
     if loaded is None:
         return EXIT_CONFIG
     source = _start_live(args)
     if source is None:
         return EXIT_CONFIG
-    sender = relay.Sender(args.socket, args.state_dir)
-    monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, outlet=sender)
+    monitor = _started(args, lambda: Monitor(args.config, *loaded, state_dir=args.state_dir,
+                                             outlet=relay.Sender(args.socket, args.state_dir)))
+    if monitor is None:
+        source.close()
+        return EXIT_CONFIG
+    sender = monitor.outlet
     reported = 0.0
 
     def after_chunk() -> None:  # make the events durable; now and then tell notify the counters
@@ -357,14 +401,19 @@ def capture(args) -> int:
 
 
 def notify(args) -> int:
-    setup_logging()
+    logsetup.setup(args.log_level)
     loaded = _load_or_log(args)
     if loaded is None:
+        return EXIT_CONFIG
+    if not usable_state_dir(args.state_dir):
         return EXIT_CONFIG
     try:
         service = Notify(args.config, loaded[0], args.socket, args.state_dir)
     except OSError as exc:
-        log.error("cannot listen on %s: %s", args.socket, exc)
+        if exc.filename == args.socket:  # its directory must be writable by this user
+            log.error("cannot listen on %s: %s (uid %d)", args.socket, exc.strerror, os.getuid())
+        else:
+            log.error("cannot start: %s", exc)
         return EXIT_CONFIG
     try:
         service.serve_metrics(lambda: service.receiver.capture_metrics, service.batching.counters)
@@ -386,7 +435,7 @@ def notify(args) -> int:
 
 
 def run(args) -> int:
-    setup_logging()
+    logsetup.setup(args.log_level)
     loaded = _load_or_log(args)
     if loaded is None:
         return EXIT_CONFIG
@@ -399,7 +448,11 @@ def run(args) -> int:
             source = _start_live(args)
             if source is None:
                 return EXIT_CONFIG
-        monitor = Monitor(args.config, *loaded, state_dir=args.state_dir, jsonl=jsonl)
+        monitor = _started(args, lambda: Monitor(args.config, *loaded, state_dir=args.state_dir, jsonl=jsonl))
+        if monitor is None:
+            if source is not None:
+                source.close()
+            return EXIT_CONFIG
         try:
             monitor.serve_metrics(partial(metrics.capture_snapshot, monitor), monitor.outlet.counters)
         except OSError as exc:

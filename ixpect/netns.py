@@ -1,4 +1,4 @@
-"""`ixpect netns up|down`: the isolated capture namespace of DESIGN.md ("Isolation").
+"""`ixpect netns up|down`: the isolated network namespace the capture interface lives in.
 
 The capture interface must never send a frame into the peering LAN. Inside the
 namespace it has no addresses, IPv6 is off (`disable_ipv6=1` for all, default and
@@ -21,6 +21,8 @@ import os
 from contextlib import contextmanager
 
 from pyroute2 import IPRoute, NetlinkError, NetNS, netns
+
+from ixpect import logsetup
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +147,7 @@ def down(name: str, interface: str | None = None, vni: int | None = None) -> Non
 
 
 def main(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logsetup.setup(args.log_level)
     if os.geteuid() != 0:
         log.warning("not running as root: netns needs CAP_SYS_ADMIN and CAP_NET_ADMIN")
     try:

@@ -1,4 +1,4 @@
-# services.ixpect: the split deployment of DESIGN.md ("Isolation") as NixOS units.
+# services.ixpect: the split deployment (capture in an isolated namespace, notify outside) as NixOS units.
 #
 #   ixpect-netns    oneshot, root, CAP_NET_ADMIN+CAP_SYS_ADMIN: moves the capture
 #                   interface (or a new kernel vxlan device) into an address-less netns

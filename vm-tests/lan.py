@@ -85,7 +85,7 @@ def start_lan():
 
 
 def check_monitor(capture_if):
-    """Isolation and privileges as DESIGN.md demands them, checked on the running VM."""
+    """Isolation and dropped privileges, checked on the running VM."""
     monitor.wait_for_unit("ixpect-netns.service")
     monitor.wait_for_unit("ixpect-notify.service")
     monitor.wait_for_unit("ixpect-capture.service")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ixpect.ixf import IxfError, Problems, fetch, schema
 from ixpect.ixf.normalise import Export, counts
-from ixpect.ixf.render import Options, render, write, write_failure, write_status
+from ixpect.ixf.render import Options, diff, render, write, write_failure, write_status
 from ixpect.notify import NO_NOTIFIER
 
 
@@ -50,10 +50,16 @@ def render_main(args) -> int:
     try:
         doc = fetch.load(args.source, args.cache_dir)
         rendered = render(doc, opts, problems)
-        changed = write(rendered, opts)
-        write_status(rendered, opts)
+        if args.dry_run:
+            changes = diff(rendered, opts)
+            sys.stdout.write(changes)
+            changed = bool(changes)
+        else:
+            changed = write(rendered, opts)
+            write_status(rendered, opts)
     except IxfError as e:
-        write_failure(opts.output, e)
+        if not args.dry_run:
+            write_failure(opts.output, e)
         _warn(problems)
         return _fail(e)
     _warn(problems)

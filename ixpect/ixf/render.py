@@ -8,6 +8,7 @@ members into UNKNOWN neighbors); the operator overrides that with `force`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import time
@@ -129,6 +130,24 @@ def write(r: Rendered, opts: Options) -> bool:
     base_mode = opts.base.stat().st_mode & 0o777 if opts.base else 0o644  # the base may hold secrets
     changed = write_if_changed(r.table_path, r.table, 0o644)
     return write_if_changed(opts.output, r.config, base_mode) or changed
+
+
+def diff(r: Rendered, opts: Options) -> str:
+    """What `write` would change, as unified diffs of the config and the member table
+    (empty: nothing); the safety valve refuses as it would there."""
+    _safety_valve(opts, r.config)
+    return "".join(_diff(path, text) for path, text in ((opts.output, r.config), (r.table_path, r.table)))
+
+
+def _diff(path: Path, text: str) -> str:
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        old = ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise IxfError(f"{path}: cannot read: {e}") from None
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
+                                        str(path), f"{path} (rendered)"))
 
 
 def write_status(r: Rendered, opts: Options) -> None:

@@ -81,13 +81,20 @@ def _missing(templates_dir: str) -> None:
     log.warning("templates_dir %s is not a directory: the built-in templates are used", templates_dir)
 
 
+@functools.cache
+def builtin() -> dict[str, str]:
+    """The built-in templates by name, read once: a daemon that dropped privileges
+    may no longer be able to read its installation."""
+    return {path.name: path.read_text() for path in BUILTIN.iterdir() if path.is_file()}
+
+
 class Templates:
     def __init__(self, templates_dir: str | None = None):
         if templates_dir and not Path(templates_dir).is_dir():
             _missing(templates_dir)
         loaders = [jinja2.FileSystemLoader(templates_dir), _Suffixed(templates_dir)] if templates_dir else []
         self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader([*loaders, jinja2.FileSystemLoader(BUILTIN)]),
+            loader=jinja2.ChoiceLoader([*loaders, jinja2.DictLoader(builtin())]),
             autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         )
