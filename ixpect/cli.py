@@ -77,8 +77,8 @@ def _state_dir(p: argparse.ArgumentParser, what: str) -> None:
                    "it must be writable by the user the process runs as (--user)")
 
 
-def _user(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--user", help="when started as root: become this user once the capture socket is open")
+def _user(p: argparse.ArgumentParser, when: str = "once the capture socket is open") -> None:
+    p.add_argument("--user", help=f"when started as root: become this user {when}, with no capabilities")
 
 
 def _source(p: argparse.ArgumentParser) -> None:
@@ -123,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     notify.add_argument("--socket", required=True, metavar="PATH",
                         help="unix socket path to listen on; its directory must be writable by this user")
     _state_dir(notify, "the event spool")
+    _user(notify, "before anything else")
     _log_level(notify)
     notify.set_defaults(impl="ixpect.daemon:notify")
 

@@ -351,7 +351,7 @@ def _start_live(args):
         privileges.drop(args.user, handover)
     except (OSError, KeyError, RuntimeError) as exc:
         source.close()
-        log.error("cannot drop privileges: %s", exc)
+        log.error("cannot drop privileges to %s: %s", args.user, exc)
         return None
     return source
 
@@ -402,6 +402,13 @@ def capture(args) -> int:
 
 def notify(args) -> int:
     logsetup.setup(args.log_level)
+    if args.user:  # started by hand as root: nothing here needs privileges
+        preload()
+        try:
+            privileges.drop(args.user)
+        except (OSError, KeyError, RuntimeError) as exc:
+            log.error("cannot drop privileges to %s: %s", args.user, exc)
+            return EXIT_CONFIG
     loaded = _load_or_log(args)
     if loaded is None:
         return EXIT_CONFIG
@@ -410,8 +417,9 @@ def notify(args) -> int:
     try:
         service = Notify(args.config, loaded[0], args.socket, args.state_dir)
     except OSError as exc:
-        if exc.filename == args.socket:  # its directory must be writable by this user
-            log.error("cannot listen on %s: %s (uid %d)", args.socket, exc.strerror, os.getuid())
+        if exc.filename is None:  # the socket's: bind() names no file
+            log.error("cannot listen on %s: %s; its directory must be writable by uid %d, the user this "
+                      "process runs as", args.socket, exc.strerror, os.getuid())
         else:
             log.error("cannot start: %s", exc)
         return EXIT_CONFIG

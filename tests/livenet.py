@@ -6,6 +6,7 @@ monitor reports is one the test scripted."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import secrets
 import socket
@@ -28,12 +29,22 @@ IXPECT = [sys.executable, "-m", "ixpect"]
 PACKET_OUTGOING = 4
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 SO_RCVBUFFORCE = 33
+PR_CAPBSET_DROP = 24
 
 needs_root = pytest.mark.needs("root")  # namespaces, veth pairs, AF_PACKET
 
 PEER1_MAC, PEER2_MAC, BURST_MAC = "02:00:00:00:01:01", "02:00:00:00:02:02", "02:00:00:00:0b:0b"
 PEER1_IP, PEER2_IP = "192.0.2.1", "192.0.2.2"
 PEER1_IP6, PEER2_IP6 = "2001:db8::1", "2001:db8::2"
+
+
+def without_capabilities() -> None:
+    """preexec_fn: empty the bounding set, so that even uid 0 execs with no capability
+    (the interpreter may live under /root, out of reach of another user)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(int(Path("/proc/sys/kernel/cap_last_cap").read_text()) + 1):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
 
 
 def sysctl(ns: str, key: str, value: str) -> None:

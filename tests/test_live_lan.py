@@ -21,13 +21,12 @@ from pyroute2 import netns
 
 from conftest import wait_for
 from livenet import (BURST_MAC, IXPECT, PEER1_IP, PEER1_IP6, PEER1_MAC, PEER2_MAC, lan, monitor_ns,  # noqa: F401
-                     needs_root, netns_up, read_jsonl, start, stop, write_config)
+                     needs_root, netns_up, read_jsonl, start, stop, without_capabilities, write_config)
 
 pytestmark = [needs_root, pytest.mark.netns]
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 BURST = 400
-PR_CAPBSET_DROP = 24
 
 
 def lldp(mac: str) -> bytes:
@@ -172,15 +171,6 @@ def test_kernel_vxlan_device_in_the_capture_namespace(monitor_ns, tmp_path):  # 
                           capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     assert monitor_ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-
-
-def without_capabilities() -> None:
-    """preexec_fn: empty the bounding set, so that even uid 0 execs with no capability
-    (the interpreter may live under /root, out of reach of another user)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in range(int(Path("/proc/sys/kernel/cap_last_cap").read_text()) + 1):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
 
 
 def test_userspace_vxlan_needs_no_capabilities(tmp_path):
