@@ -288,9 +288,12 @@ def _load_or_log(args):
     return None
 
 
-#: what a running daemon may import after privileges are dropped, beyond the probes and
-#: notifiers: a metrics scrape, a template error, a non-ASCII host name in a URL
-LATE_IMPORTS = ("prometheus_client", "prometheus_client.core", "jinja2.debug", "idna")
+#: what the probes and notifiers import only when first used, found by tracing a
+#: delivery through every notifier: a metrics scrape; jinja2 compiling a template (its
+#: string literals) or reporting an error; an e-mail (EmailMessage's policy); requests
+#: looking for ~/.netrc and encoding a non-ASCII host name
+LATE_IMPORTS = ("prometheus_client", "prometheus_client.core", "jinja2.debug", "encodings.unicode_escape",
+                "email.policy", "netrc", "encodings.idna", "idna")
 
 
 def preload() -> None:
