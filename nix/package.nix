@@ -32,11 +32,10 @@ python3Packages.buildPythonApplication {
     pyroute2
     pyyaml
     requests
-    scapy
   ];
 
   # The pytest suite needs root, network namespaces and ../shared test data; it runs
-  # in CI (.ci/run) and the VM tests (flake checks) exercise the installed package.
+  # with `make test` (CI: .ci/run) and the VM tests (flake checks) exercise the installed package.
   doCheck = false;
   pythonImportsCheck = [
     "ixpect"
