@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -120,3 +121,45 @@ def test_kill_9_of_notify_and_restart_of_capture_lose_nothing(lan, monitor_ns, s
     log = notify_log.read_text()
     assert repeats == 0 or "re-queued from the spool" in log or "journal: reopened a window" in log
     assert "unacknowledged events from the last run will be resent" in capture_log.read_text()
+
+
+def test_the_split_deployment_by_hand(lan, monitor_ns, tmp_path):  # noqa: F811
+    """The commands an operator without systemd types (docs: "By hand"), with nobody as the
+    service user: both processes end up unprivileged, and an event crosses the socket."""
+    host_end, _ = lan.monitor_port()
+    root = Path(tempfile.mkdtemp(prefix="ixpect-hand-"))  # stands for / : /run/ixpect, /var/lib/ixpect, /etc/ixpect
+    try:
+        run, state, etc = root / "run" / "ixpect", root / "var" / "lib" / "ixpect", root / "etc" / "ixpect"
+        for d in (root, etc):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o755)
+        conf = etc / "ixpect.conf.yaml"
+        conf.write_text(json.dumps({"probes": {"arp_neighbor": {"enable": True, "dynamic_enable": True}},
+                                    "event": {"collection_window": "1s", "notifiers": {"log": {"format": "json"}}}}))
+        os.chown(conf, 0, NOBODY.pw_gid)
+        conf.chmod(0o640)
+        subprocess.run(["install", "-d", "-o", "nobody", "-g", str(NOBODY.pw_gid), "-m", "0750",
+                        run, state / "notify", state / "capture"], check=True)
+        netns_up("--name", monitor_ns, "--interface", host_end)
+        notify_log, capture_log = tmp_path / "notify.log", tmp_path / "capture.log"
+        notify = start(["notify", "-c", conf, "--socket", run / "notify.sock", "--state-dir", state / "notify",
+                        "--user", "nobody"], notify_log, ready="listening on")
+        capture = start(["capture", "-c", conf, "--interface", host_end, "--netns", monitor_ns,
+                         "--socket", run / "notify.sock", "--state-dir", state / "capture", "--user", "nobody"],
+                        capture_log)
+        try:
+            for proc in (notify, capture):
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                assert f"Uid:\t{NOBODY.pw_uid}\t{NOBODY.pw_uid}\t{NOBODY.pw_uid}\t{NOBODY.pw_uid}" in status
+                assert "CapEff:\t0000000000000000" in status and "CapPrm:\t0000000000000000" in status
+            wait_for(lambda: "connected to notify" in capture_log.read_text(), what="capture to connect")
+            lan.send("peer1", [arp_from(1)])
+            wait_for(lambda: any(b["type"] == "ARP_NEIGHBOR_NEW_DYNAMIC" for b in delivered(notify_log)),
+                     what="the event through notify")
+            assert stop(capture) == 0 and stop(notify) == 0
+        finally:
+            stop(capture)
+            stop(notify)
+        assert "Traceback" not in notify_log.read_text() + capture_log.read_text()
+    finally:
+        shutil.rmtree(root)
