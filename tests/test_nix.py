@@ -483,12 +483,6 @@ def test_disabled_module_defines_nothing(nix):
 # ---------------------------------------------------------------- build-time config check
 
 
-@pytest.fixture
-def check_config():
-    if importlib.util.find_spec("ixpect.config") is None:
-        pytest.skip("`ixpect check-config` (ixpect.config) is not on this branch yet")
-
-
 def build_config(tmp_path, settings: str) -> Path:
     require_tool("nix-instantiate")
     result = render_units.evaluate(
@@ -496,14 +490,14 @@ def build_config(tmp_path, settings: str) -> Path:
     return render_units.build(result["etc"]["ixpect/ixpect.conf.yaml"], tmp_path)
 
 
-def test_valid_settings_build(tmp_path, check_config):
+def test_valid_settings_build(tmp_path):
     import yaml
     config = build_config(tmp_path, '{ event.collection_window = "1min"; probes.stp.enable = true; }')
     assert yaml.safe_load(config.read_text()) == {"event": {"collection_window": "1min"},
                                                   "probes": {"stp": {"enable": True}}}
 
 
-def test_invalid_settings_fail_the_build(tmp_path, check_config):
+def test_invalid_settings_fail_the_build(tmp_path):
     with pytest.raises(render_units.NixError, match="probes.no_such_probe"):
         build_config(tmp_path, "{ probes.no_such_probe.enable = true; }")
 
