@@ -6,7 +6,10 @@ venv=${IXPECT_SYNAPSE_VENV:-/var/cache/ixpect-ci/synapse-venv}
 if "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
     exit 0
 fi
-mkdir -p "$(dirname "$venv")"
+if ! mkdir -p "$(dirname "$venv")" 2>/dev/null || ! [ -w "$(dirname "$venv")" ]; then
+    echo "Cannot install matrix-synapse into $venv: run this as root, or set IXPECT_SYNAPSE_VENV" >&2
+    exit 1
+fi
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
