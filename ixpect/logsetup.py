@@ -22,9 +22,18 @@ def to_journal() -> bool:
     return f"{st.st_dev}:{st.st_ino}" == f"{device}:{inode}"
 
 
+def _tag(level: int) -> str:
+    return f"<{PRIORITY.get(level, 6)}>"
+
+
+def prefix(level: int) -> str:
+    """The tag for a line of this logging level printed to stderr: `<N>` under systemd, else ""."""
+    return _tag(level) if to_journal() else ""
+
+
 class _Prioritised(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+        return _tag(record.levelno) + super().format(record)
 
 
 def setup(level: str = "info") -> None:

@@ -90,9 +90,12 @@ def test_journal_gets_syslog_priorities(tmp_path):
         journal = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
         subprocess.run([*IXPECT, "run", *DEMO], stderr=stream, stdout=subprocess.DEVNULL, env={**os.environ, **journal})
         subprocess.run([*IXPECT, "run", "-c", bad, "--pcap", DEMO[3]], stderr=stream, env={**os.environ, **journal})
+        subprocess.run([*IXPECT, "ixf", "render", "--source", tmp_path / "none.json", "--ixp-id", "1", "--vlan-id", "1",
+                        "-o", tmp_path / "out.yaml"], stderr=stream, env={**os.environ, **journal})
     lines = err.read_text().splitlines()
     assert "<6>INFO ixpect: 538 frames processed" in lines
     assert any(line.startswith("<3>ERROR ixpect: ") and "stp.enable" in line for line in lines)
+    assert f"<3>error: {tmp_path / 'none.json'}: cannot read: No such file or directory" in lines
     assert all(line[:3] in ("<3>", "<4>", "<6>") for line in lines), lines
     # stderr redirected elsewhere (a file, a terminal) by a process started from the unit: no prefixes
     elsewhere = ixpect("run", "-c", bad, "--pcap", DEMO[3], env=journal)

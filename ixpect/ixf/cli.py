@@ -5,12 +5,14 @@ Exit codes: 0 success, 1 failure (nothing written). Warnings go to stderr, the r
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 from ixpect.ixf import IxfError, Problems, fetch, schema
 from ixpect.ixf.normalise import Export, counts
 from ixpect.ixf.render import Options, diff, render, write, write_failure, write_status
+from ixpect.logsetup import prefix
 from ixpect.notify import NO_NOTIFIER
 
 
@@ -74,9 +76,9 @@ def render_main(args) -> int:
 
 def _warn(problems: Problems) -> None:
     for line in problems.lines():
-        print(f"warning: {line}", file=sys.stderr)
+        print(f"{prefix(logging.WARNING)}warning: {line}", file=sys.stderr)
 
 
 def _fail(e: IxfError) -> int:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"{prefix(logging.ERROR)}error: {e}", file=sys.stderr)
     return 1
