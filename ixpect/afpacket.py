@@ -86,13 +86,17 @@ class AfPacketSource:
     def warn_if_addressed(self) -> None:
         """An interface with addresses belongs to an IP stack that answers ARP/ND and
         sends on the peering LAN: say so (`ixpect netns up` leaves none)."""
-        from pyroute2 import IPRoute
+        from pyroute2 import IPRoute, NetlinkError
 
-        with self._namespace():
-            ipr = IPRoute()
-        with ipr:
-            index = ipr.link_lookup(ifname=self.interface)
-            found = ipr.get_addr(index=index[0]) if index else []
+        try:
+            with self._namespace():
+                ipr = IPRoute()
+            with ipr:
+                index = ipr.link_lookup(ifname=self.interface)
+                found = ipr.get_addr(index=index[0]) if index else []
+        except (OSError, NetlinkError) as exc:  # only a warning is at stake
+            log.debug("cannot list the addresses of %s: %s", self.interface, exc)
+            return
         addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in found]
         if addrs:
             log.warning("%s has addresses (%s): this host's IP stack may answer and send on the LAN; "

@@ -354,7 +354,7 @@ def _start_live(args):
         privileges.drop(args.user, handover)
     except (OSError, KeyError, RuntimeError) as exc:
         source.close()
-        log.error("cannot drop privileges to %s: %s", args.user, exc)
+        log.error("cannot drop privileges: %s", exc)
         return None
     return source
 
