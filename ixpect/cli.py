@@ -123,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     notify.add_argument("--socket", required=True, metavar="PATH",
                         help="unix socket path to listen on; its directory must be writable by this user")
     _state_dir(notify, "the event spool")
-    _user(notify, "before anything else")
+    _user(notify, "once the config is read")
     _log_level(notify)
     notify.set_defaults(impl="ixpect.daemon:notify")
 

@@ -405,16 +405,16 @@ def capture(args) -> int:
 
 def notify(args) -> int:
     logsetup.setup(args.log_level)
-    if args.user:  # started by hand as root: nothing here needs privileges
+    loaded = _load_or_log(args)
+    if loaded is None:
+        return EXIT_CONFIG
+    if args.user:  # started by hand as root: nothing after reading the config needs privileges
         preload()
         try:
             privileges.drop(args.user)
         except (OSError, KeyError, RuntimeError) as exc:
             log.error("cannot drop privileges to %s: %s", args.user, exc)
             return EXIT_CONFIG
-    loaded = _load_or_log(args)
-    if loaded is None:
-        return EXIT_CONFIG
     if not usable_state_dir(args.state_dir):
         return EXIT_CONFIG
     try:

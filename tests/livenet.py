@@ -30,6 +30,7 @@ PACKET_OUTGOING = 4
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 SO_RCVBUFFORCE = 33
 PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 
 needs_root = pytest.mark.needs("root")  # namespaces, veth pairs, AF_PACKET
 
@@ -39,12 +40,17 @@ PEER1_IP6, PEER2_IP6 = "2001:db8::1", "2001:db8::2"
 
 
 def without_capabilities() -> None:
-    """preexec_fn: empty the bounding set, so that even uid 0 execs with no capability
-    (the interpreter may live under /root, out of reach of another user)."""
+    """preexec_fn: empty the bounding, inheritable and ambient sets, so that even uid 0
+    execs with no capability (the interpreter may live under /root, out of reach of
+    another user; a container may hand its processes inheritable capabilities)."""
     libc = ctypes.CDLL(None, use_errno=True)
     for cap in range(int(Path("/proc/sys/kernel/cap_last_cap").read_text()) + 1):
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # fails only where there is none
+    header, data = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 def sysctl(ns: str, key: str, value: str) -> None:

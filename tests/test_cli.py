@@ -150,26 +150,28 @@ def root_only():
 
 @pytest.mark.needs("root")
 def test_an_unwritable_state_directory_is_named_with_its_user(root_only):
-    state = root_only / "state"
+    state, conf = root_only / "state", root_only / "ixpect.conf.yaml"  # notify reloads it as the user
+    conf.write_bytes(Path(DEMO[1]).read_bytes())
+    (root_only / "demo.members.json").write_bytes((REPO / "examples" / "demo.members.json").read_bytes())
     expected = (f"ERROR ixpect: state directory {state}: cannot create it: Permission denied; "
                 f"it must be writable by uid {NOBODY.pw_uid}, the user this process runs as")
-    run = ixpect("run", "-c", DEMO[1], "--interface", "lo", "--state-dir", state, "--user", "nobody")
+    run = ixpect("run", "-c", conf, "--interface", "lo", "--state-dir", state, "--user", "nobody")
     assert run.returncode == 1 and run.stderr.strip().endswith(expected)
     state.mkdir()
-    capture = ixpect("capture", "-c", DEMO[1], "--interface", "lo", "--socket", root_only / "n.sock",
+    capture = ixpect("capture", "-c", conf, "--interface", "lo", "--socket", root_only / "n.sock",
                      "--state-dir", state, "--user", "nobody")
     assert capture.returncode == 1 and "Traceback" not in capture.stderr
     assert expected.replace("cannot create it: Permission denied", "not writable") in capture.stderr
-    notify = ixpect("notify", "-c", DEMO[1], "--socket", root_only / "n.sock", "--state-dir", state, "--user", "nobody")
+    notify = ixpect("notify", "-c", conf, "--socket", root_only / "n.sock", "--state-dir", state, "--user", "nobody")
     assert notify.returncode == 1 and "Traceback" not in notify.stderr
     assert expected.replace("cannot create it: Permission denied", "not writable") in notify.stderr
     os.chown(state, NOBODY.pw_uid, NOBODY.pw_gid)  # the state directory is right, the socket's is not
-    notify = ixpect("notify", "-c", DEMO[1], "--socket", root_only / "n.sock", "--state-dir", state, "--user", "nobody")
+    notify = ixpect("notify", "-c", conf, "--socket", root_only / "n.sock", "--state-dir", state, "--user", "nobody")
     assert notify.returncode == 1
     assert (f"ERROR ixpect: cannot listen on {root_only / 'n.sock'}: Permission denied; its directory must be "
             f"writable by uid {NOBODY.pw_uid}, the user this process runs as") in notify.stderr
     (state / "relay-outbox.jsonl").touch(mode=0o600)  # left by an earlier run as root
-    capture = ixpect("capture", "-c", DEMO[1], "--interface", "lo", "--socket", root_only / "n.sock",
+    capture = ixpect("capture", "-c", conf, "--interface", "lo", "--socket", root_only / "n.sock",
                      "--state-dir", state, "--user", "nobody")
     assert capture.returncode == 1 and "Traceback" not in capture.stderr
     assert f"cannot start: [Errno 13] Permission denied: '{state / 'relay-outbox.jsonl'}'" in capture.stderr
