@@ -169,10 +169,12 @@ def parser() -> argparse.ArgumentParser:
     ns.set_defaults(impl="ixpect.netns:main")
 
     evpn = sub.add_parser("evpn", help="add or remove the device FRR advertises the VTEP of a VNI from")
-    evpn.add_argument("action", choices=["up", "down"])
-    evpn.add_argument("--vni", type=int, action="append", required=True, help="VNI (repeatable)")
-    evpn.add_argument("--local", help="local VTEP address, as the capture device's (with up)")
-    evpn.add_argument("--port", type=int, help="UDP port of the advertisement device, not the capture's (default 4788)")
+    evpn.add_argument("action", choices=["up", "down"], help="add (idempotently) or remove the device")
+    evpn.add_argument("--vni", type=int, action="append", required=True, metavar="N", help="VNI (repeatable)")
+    evpn.add_argument("--local", metavar="ADDR", help="local VTEP address, as the capture device's (with up)")
+    evpn.add_argument("--port", type=int, metavar="PORT",
+                      help="UDP port of the advertisement device, not the capture's (default 4788)")
+    _log_level(evpn)
     evpn.set_defaults(impl="ixpect.evpn:main")
     return top
 

@@ -25,6 +25,7 @@ import os
 
 from pyroute2 import IPRoute, NetlinkError
 
+from ixpect import logsetup
 from ixpect.netns import ADDR_GEN_MODE_NONE, IFF_NOARP, _find, _sysctl
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def down(vni: int) -> None:
 
 
 def main(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logsetup.setup(args.log_level)
     if os.geteuid() != 0:
         log.warning("not running as root: evpn needs CAP_NET_ADMIN")
     if args.action == "up" and not args.local:

@@ -24,6 +24,7 @@ util-linux         command -v nsenter
 prometheus-alertmanager  command -v prometheus-alertmanager
 prometheus         command -v promtool
 frr                test -x /usr/lib/frr/bgpd && command -v vtysh
+nftables           command -v nft
 LIST
 }
 

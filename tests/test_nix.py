@@ -441,7 +441,7 @@ def ddix_settings(tmp_path_factory):
     return path
 
 
-def test_ddix_deployment_builds_with_its_templates(ddix_settings, tmp_path, check_config):
+def test_ddix_deployment_builds_with_its_templates(ddix_settings, tmp_path):
     """Its settings and upstream-style templateDir pass the build-time check unchanged."""
     require_tool("nix-instantiate")
     result = render_units.evaluate(ddix(ddix_settings), str(VENV))
@@ -453,7 +453,7 @@ def test_ddix_deployment_builds_with_its_templates(ddix_settings, tmp_path, chec
     assert built["event"]["notifiers"]["email"]["smtp"]["encryption"] == "TLS"
 
 
-def test_ddix_deployment_with_a_broken_template_fails_the_build(ddix_settings, tmp_path, check_config):
+def test_ddix_deployment_with_a_broken_template_fails_the_build(ddix_settings, tmp_path):
     require_tool("nix-instantiate")
     templates = tmp_path / "templates"
     templates.mkdir()
