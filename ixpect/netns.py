@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import subprocess
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetlinkError, NetNS, netns
@@ -112,11 +112,12 @@ table netdev {EGRESS_TABLE} {{
 
 
 def _isolate(ns: str, ifname: str) -> None:
-    """Inside `ns`: no addresses, IPv6 and ARP off, promiscuous, egress dropped, up."""
+    """Inside `ns`: no addresses, IPv6 and ARP off, promiscuous, egress dropped, up.
+    An interface that is already up stays up (`up` again re-applies it in place, so
+    the switch port does not flap); one just moved in is still down."""
     _disable_ipv6(ns, ifname)
     with NetNS(ns) as ipr:
         idx = _find(ipr, ifname)
-        ipr.link("set", index=idx, state="down")
         for addr in ipr.get_addr(index=idx):
             ipr.addr("del", index=idx, address=addr.get_attr("IFA_ADDRESS"), prefixlen=addr["prefixlen"])
         try:
@@ -234,6 +235,8 @@ def _release(name: str, inner, interface: str | None, vni: int | None) -> None:
     with open("/proc/self/ns/net") as host:
         inner.link("set", index=idx, net_ns_fd=host.fileno())
     (FOUND_FLAGS / name).unlink(missing_ok=True)
+    with suppress(OSError):  # the last namespace gone: nothing left under /run
+        FOUND_FLAGS.rmdir()
     log.info("returned %s to the host namespace, down", ifname)
 
 

@@ -128,3 +128,18 @@ def test_failed_up_keeps_a_working_namespace(lan, monitor_ns):  # noqa: F811
     assert monitor_ns in namespaces() and flags(host_end, monitor_ns) == IFF_NOARP | IFF_PROMISC
     assert "UP" in subprocess.run(["ip", "-n", monitor_ns, "-br", "link", "show", host_end],
                                   capture_output=True, text=True).stdout.split()[1]
+
+
+def test_up_again_reapplies_in_place_without_a_flap(lan, monitor_ns):  # noqa: F811
+    """What a reload of the unit does after a package update: the port stays up."""
+    host_end, _ = lan.monitor_port()
+    netns_up("--name", monitor_ns, "--interface", host_end)
+    changes = lambda: subprocess.run(["ip", "netns", "exec", monitor_ns, "cat",  # noqa: E731
+                                      f"/sys/class/net/{host_end}/carrier_changes"],
+                                     capture_output=True, text=True, check=True).stdout
+    before = changes()
+    subprocess.run(["ip", "netns", "exec", monitor_ns, "nft", "delete", "table", "netdev", "ixpect"], check=True)
+    netns_up("--name", monitor_ns, "--interface", host_end)
+    assert changes() == before
+    assert 'policy drop' in subprocess.run(["ip", "netns", "exec", monitor_ns, "nft", "list", "table", "netdev",
+                                            "ixpect"], capture_output=True, text=True, check=True).stdout
