@@ -3,7 +3,10 @@
 # This is a deliberately small stand-in for nixpkgs' lib, pkgs and module system:
 # only the functions the module uses, with the same semantics where it matters
 # (option defaults, submodules, type checks, mkIf/mkMerge, assertions, shell
-# escaping). It is not nixpkgs; docs/development.md says what it cannot prove.
+# escaping). What the module defines is checked against ./nixos-options.nix, the
+# NixOS options it uses declared as NixOS declares them (no freeform): an option NixOS
+# does not have, or a value of the wrong type, fails here as it fails on NixOS. It is
+# not nixpkgs; docs/development.md says what it cannot prove.
 #
 #   nix-instantiate --eval --strict --json tests/nix/harness.nix \
 #     --arg definitions '{ services.ixpect = { ... }; }' --argstr package /path/to/venv
@@ -34,9 +37,13 @@ let
     inherit name check;
   };
 
+  # A type's `check` looks at the value itself; `elemType` (listOf, attrsOf, nullOr)
+  # and `options` (submodule) let checkValue go into it.
   types = rec {
     str = mkType "str" builtins.isString;
     bool = mkType "bool" builtins.isBool;
+    int = mkType "signed integer" builtins.isInt;
+    unspecified = mkType "unspecified value" (_: true);
     port = mkType "port" (v: builtins.isInt v && v >= 0 && v <= 65535);
     path = mkType "path" (
       v: builtins.isPath v || (builtins.isString v && builtins.substring 0 1 v == "/")
@@ -47,8 +54,10 @@ let
       between =
         lo: hi: mkType "integer between ${toString lo} and ${toString hi}" (v: builtins.isInt v && v >= lo && v <= hi);
     };
-    nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) // { elemType = t; };
-    listOf = t: mkType "list of ${t.name}" (v: isList v && all t.check v);
+    nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) // { elemType = t; wraps = true; };
+    listOf = t: mkType "list of ${t.name}" isList // { elemType = t; };
+    attrsOf = t: mkType "attribute set of ${t.name}" (v: isAttrs v && !(v ? outPath)) // { elemType = t; };
+    oneOf = ts: mkType (builtins.concatStringsSep " or " (map (t: t.name) ts)) (v: builtins.any (t: t.check v) ts);
     submodule = m: mkType "submodule" isAttrs // { inherit (m) options; };
     # pkgs.formats.yaml's type: anything JSON can hold (YAML is a superset).
     json = mkType "YAML value" (
@@ -132,6 +141,7 @@ let
     getExe = p: "${p}/bin/${p.meta.mainProgram}";
     importJSON = f: builtins.fromJSON (builtins.readFile f);
     optional = c: x: if c then [ x ] else [ ];
+    mapAttrsToList = f: a: map (n: f n a.${n}) (attrNames a);
     optionalAttrs = c: a: if c then a else { };
     recursiveUpdate =
       lhs: rhs:
@@ -168,6 +178,7 @@ let
     # Debian's /usr/bin stands in for these store paths.
     coreutils.outPath = "/usr";
     systemd.outPath = "/usr";
+    nftables.outPath = "/usr";
   };
 
   utils = {
@@ -185,23 +196,56 @@ let
     );
   };
 
-  # Options: every definition must be declared, typed right; defaults fill the rest.
-  resolveOptions =
+  at = path: name: if path == "" then name else "${path}.${name}";
+  isOption = decl: decl._type or null == "option";
+
+  # Definitions against declarations: every name declared, every value of its type,
+  # into lists, attribute sets and submodules. True, or a throw with NixOS's message.
+  check =
     path: decls: defs:
     let
-      at = name: if path == "" then name else "${path}.${name}";
       unknown = filter (n: !(decls ? ${n})) (attrNames defs);
     in
     if unknown != [ ] then
-      throw "The option `${at (head unknown)}' does not exist."
+      throw "The option `${at path (head unknown)}' does not exist."
     else
-      mapAttrs (
-        name: decl:
-        if decl._type or null == "option" then
-          resolveValue (at name) decl (if defs ? ${name} then [ defs.${name} ] else [ ])
+      all (
+        n:
+        if isOption decls.${n} then
+          checkValue (at path n) decls.${n}.type defs.${n}
         else
-          resolveOptions (at name) decl (defs.${name} or { })
-      ) decls;
+          check (at path n) decls.${n} defs.${n}
+      ) (attrNames defs);
+
+  checkValue =
+    path: t: v:
+    if !(t.check v) then
+      throw "The option `${path}' is not of type `${t.name}' (got a ${typeOf v})."
+    else if t ? options then
+      check path t.options v
+    else if !(t ? elemType) || v == null then
+      true
+    else if t.wraps or false then
+      checkValue path t.elemType v
+    else if isList v then
+      all (checkValue path t.elemType) v
+    else if isAttrs v && !(v ? outPath) then
+      all (n: checkValue "${path}.${n}" t.elemType v.${n}) (attrNames v)
+    else
+      checkValue path t.elemType v;
+
+  # The module's own options as the module reads them: checked definitions, defaults
+  # filled in, submodules too.
+  resolveOptions =
+    path: decls: defs:
+    assert check path decls defs;
+    mapAttrs (
+      name: decl:
+      if isOption decl then
+        resolveValue (at path name) decl (if defs ? ${name} then [ defs.${name} ] else [ ])
+      else
+        resolveOptions (at path name) decl (defs.${name} or { })
+    ) decls;
 
   resolveValue =
     path: decl: def:
@@ -214,20 +258,9 @@ let
         else
           throw "The option `${path}' is used but not defined.";
       t = decl.type;
-      sub =
-        if t.name == "submodule" then
-          t
-        else if t ? elemType && t.elemType.name == "submodule" && value != null then
-          t.elemType
-        else
-          null;
+      sub = if t ? options then t else if value != null then t.elemType or { } else { };
     in
-    if sub != null then
-      resolveOptions path sub.options value
-    else if t.check value then
-      value
-    else
-      throw "The option `${path}' is not of type `${t.name}' (got a ${typeOf value}).";
+    if sub ? options then resolveOptions path sub.options value else value;
 
   # Definitions: mkIf dropped or unwrapped, attrsets merged, lists concatenated.
   defsOf =
@@ -258,7 +291,7 @@ let
             [
               {
                 name = n;
-                value = merge "${path}.${n}" sub;
+                value = merge (at path n) sub;
               }
             ]
         ) names
@@ -292,6 +325,7 @@ let
     type = types.json;
     default = { };
   };
+  nixos = import ./nixos-options.nix { inherit lib; };
 
   # The package option points at a real ixpect (a venv), so the units' ExecStart exist.
   withPackage = definitions // {
@@ -316,6 +350,7 @@ in
 if failed != [ ] then
   throw "Failed assertions:\n- ${builtins.concatStringsSep "\n- " (map (a: a.message) failed)}"
 else
+  assert check "" nixos.options out;
   {
     services = out.systemd.services or { };
     timers = out.systemd.timers or { };
