@@ -2,6 +2,7 @@
 #
 #   ixpect-netns    oneshot, root, CAP_NET_ADMIN+CAP_SYS_ADMIN: moves the capture
 #                   interface (or a new kernel vxlan device) into an address-less netns
+#                   and drops its egress with nftables
 #   ixpect-capture  inside that netns, CAP_NET_RAW only, AF_PACKET+AF_UNIX only
 #   ixpect-notify   management namespace, no capabilities, sends the notifications
 #   ixpect-ixf      (+ timer) renders the config from the IX-F export and reloads the
@@ -20,6 +21,7 @@ let
   inherit (lib)
     escapeShellArgs
     literalExpression
+    mapAttrsToList
     mkEnableOption
     mkIf
     mkOption
@@ -114,7 +116,11 @@ let
 
   renderScript = pkgs.writeShellScript "ixpect-ixf-render" ''
     set -eu
-    result=$(${exe} ixf render ${
+    # No config yet: the daemons wait for this first one (ConditionPathExists).
+    if [ ! -e ${renderedConfig} ]; then
+      touch /run/ixpect-ixf/first
+    fi
+    if ! result=$(${exe} ixf render ${
       escapeShellArgs [
         "--source"
         cfg.ixf.url
@@ -129,7 +135,13 @@ let
         "--cache-dir"
         "/var/cache/ixpect"
       ]
-    })
+    }); then
+      # 75 (EX_TEMPFAIL): the unit retries a failed first render soon; 1 waits for the timer.
+      if [ -e /run/ixpect-ixf/first ]; then
+        exit 75
+      fi
+      exit 1
+    fi
     echo "ixpect ixf render: $result"
     if [ "$result" = changed ]; then
       touch /run/ixpect-ixf/changed
@@ -139,11 +151,22 @@ let
   # Runs as root ("+" prefix) after a successful render; the renderer itself cannot
   # talk to systemd, and an unchanged export must not disturb the daemons.
   reloadScript = pkgs.writeShellScript "ixpect-ixf-reload" ''
-    if [ -e /run/ixpect-ixf/changed ]; then
+    if [ -e /run/ixpect-ixf/first ]; then
+      rm -f /run/ixpect-ixf/first /run/ixpect-ixf/changed
+      ${config.systemd.package}/bin/systemctl --no-block start ixpect-capture.service ixpect-notify.service
+    elif [ -e /run/ixpect-ixf/changed ]; then
       rm /run/ixpect-ixf/changed
       ${config.systemd.package}/bin/systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service
     fi
   '';
+
+  # Until the first render there is no config: the daemons wait for it (the render starts them).
+  waitForConfig = lib.optionalAttrs useIxf { ConditionPathExists = renderedConfig; };
+
+  # The namespace unit runs ixpect from the system profile, so that its unit file does
+  # not change with the package: a package update restarts the daemons (new code) but
+  # only reloads this unit (`netns up` again, in place: the port does not flap).
+  profileExe = "/run/current-system/sw/bin/ixpect";
 in
 {
   # DD-IX's IXpect module: `settings`, `templateDir`, `user`, `group`, `enable`, `package`
@@ -304,12 +327,29 @@ in
       default = "ixpect";
       description = "Group the daemons run as.";
     };
+    credentials = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        smtp-pass = "/run/secrets/ixpect-smtp";
+      };
+      description = ''
+        Secret files of the notifier (SMTP password, Matrix token, webhook URL) as
+        credential name = path of a file on the host, which may stay readable by root
+        only (sops-nix, agenix). systemd passes each (`LoadCredential=`) to ixpect-notify
+        as `/run/credentials/ixpect-notify.service/<name>`; name that path in
+        {option}`settings`, e.g. `event.notifiers.email.auth.pass_file`. A string, not a
+        Nix path: a path would copy the secret into the world-readable store.
+      '';
+    };
+
     dynamicUser = mkOption {
       type = types.bool;
       default = true;
       description = ''
-        Allocate {option}`user` dynamically (systemd `DynamicUser=`). When false, a
-        system user `ixpect` is created if {option}`user` is left at its default.
+        Allocate {option}`user` dynamically (systemd `DynamicUser=`). When false, the
+        group {option}`group` is declared (merging with a definition made elsewhere) and
+        a system user `ixpect` is created if {option}`user` is left at its default.
       '';
     };
   };
@@ -324,9 +364,20 @@ in
         assertion = useIxf -> (cfg.ixf.ixpId != null && cfg.ixf.vlanId != null);
         message = "services.ixpect.ixf: `url` needs `ixpId` and `vlanId`.";
       }
+      {
+        assertion = lib.all (
+          name: builtins.match "[A-Za-z0-9_.-]{1,64}" name != null
+            && builtins.match "/[^:\n]*" cfg.credentials.${name} != null
+        ) (builtins.attrNames cfg.credentials);
+        message = "services.ixpect.credentials: names may only contain letters, digits, '_', '.', '-', paths must be absolute.";
+      }
     ];
 
-    environment.systemPackages = [ cfg.package ];
+    # nft for the egress drop of `ixpect netns up`, which runs from the system profile.
+    environment.systemPackages = [
+      cfg.package
+      pkgs.nftables
+    ];
     environment.etc."ixpect/ixpect.conf.yaml".source = if useIxf then renderedConfig else staticConfig;
 
     users.users = mkIf (!cfg.dynamicUser && cfg.user == "ixpect") {
@@ -336,7 +387,8 @@ in
         description = "IXpect daemons";
       };
     };
-    users.groups = mkIf (!cfg.dynamicUser && cfg.group == "ixpect") { ixpect = { }; };
+    # Any group, not just the default: an empty definition merges with one made elsewhere.
+    users.groups = mkIf (!cfg.dynamicUser) { ${cfg.group} = { }; };
 
     systemd.services.ixpect-netns = {
       description = "IXpect capture namespace ${cfg.capture.netns}";
@@ -352,12 +404,15 @@ in
           [ "sys-subsystem-net-devices-${utils.escapeSystemdPath cfg.capture.interface}.device" ]
         else
           [ "network-online.target" ];
+      path = [ "/run/current-system/sw" ];
+      reloadTriggers = [ cfg.package ];
       # No mount sandboxing here: a private mount namespace would hide /run/netns/<name>.
       serviceConfig = hardening.ixpect-netns // {
         Type = "oneshot";
         RemainAfterExit = true;
-        ExecStart = "${exe} netns up ${utils.escapeSystemdExecArgs netnsArgs}";
-        ExecStop = "${exe} netns down ${utils.escapeSystemdExecArgs netnsArgs}";
+        ExecStart = "${profileExe} netns up ${utils.escapeSystemdExecArgs netnsArgs}";
+        ExecReload = "${profileExe} netns up ${utils.escapeSystemdExecArgs netnsArgs}";
+        ExecStop = "${profileExe} netns down ${utils.escapeSystemdExecArgs netnsArgs}";
       };
     };
 
@@ -371,6 +426,7 @@ in
         "ixpect-notify.service"
       ] ++ optional useIxf "ixpect-ixf.service";
       reloadTriggers = optional (!useIxf) staticConfig;
+      unitConfig = waitForConfig;
       serviceConfig =
         daemon
         // hardening.ixpect-capture
@@ -399,6 +455,7 @@ in
       wants = [ "network-online.target" ] ++ optional useIxf "ixpect-ixf.service";
       after = [ "network-online.target" ] ++ optional useIxf "ixpect-ixf.service";
       reloadTriggers = optional (!useIxf) staticConfig;
+      unitConfig = waitForConfig;
       serviceConfig =
         daemon
         // hardening.ixpect-notify
@@ -406,6 +463,7 @@ in
         // {
           RuntimeDirectory = "ixpect";
           RuntimeDirectoryMode = "0750";
+          LoadCredential = mapAttrsToList (name: file: "${name}:${file}") cfg.credentials;
           ExecStart = "${exe} notify ${
             utils.escapeSystemdExecArgs [
               "--config"
@@ -433,6 +491,11 @@ in
           # ETag/Last-Modified of the last good export: an unchanged one costs a 304
           CacheDirectory = "ixpect";
           CacheDirectoryMode = "0700";
+          # A failed first render exits 75 and is retried soon; a later failed one exits 1
+          # and keeps the last good config until the timer fires again.
+          Restart = "on-failure";
+          RestartPreventExitStatus = 1;
+          RestartSec = "30s";
           ExecStart = "${renderScript}";
           ExecStartPost = "+${reloadScript}";
         };

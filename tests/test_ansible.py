@@ -157,6 +157,51 @@ def test_bad_variables_are_refused_before_anything_changes(localhost_inventory, 
     assert "changed=0" in proc.stdout
 
 
+# These pass the variable checks and fail on what the host says (this machine, in
+# --check: the checks run there, nothing is installed).
+HOST_CHECKED = {"ixpect_settings": {}, "ixpect_system_packages": [], "ixpect_python": sys.executable,
+                "ixpect_ixf_url": "x.json", "ixpect_ixf_ixp_id": 1, "ixpect_ixf_vlan_id": 1}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"ixpect_capture_interface": 5}, "ixpect_capture_interface must be a string, not int: quote it"),
+    ({"ixpect_capture_interface": "lo", "ixpect_netns": 7}, "ixpect_netns must be a string, not int"),
+    ({"ixpect_capture_interface": "lo", "ixpect_ixf_interval": "1 fortnight"},
+     'ixpect_ixf_interval "1 fortnight" is not a positive systemd time span'),
+    ({"ixpect_capture_interface": "lo", "ixpect_ixf_interval": "0"}, "is not a positive systemd time span"),
+    ({"ixpect_capture_interface": "ixt-nosuch9"},
+     "interface ixt-nosuch9 exists neither on the host nor in a network namespace; nothing was changed."),
+    ({"ixpect_capture_vxlan_vni": 7, "ixpect_capture_vxlan_local": "198.51.100.254"},
+     "the VTEP address 198.51.100.254 is not configured on the host; nothing was changed."),
+    ({"ixpect_capture_interface": "lo", "ixpect_credentials": {"smtp": "relative/path"}},
+     "ixpect_credentials: smtp: the name may only contain"),
+])
+def test_what_the_host_refuses_stops_before_anything_changes(localhost_inventory, extra, message):
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps(HOST_CHECKED | extra))
+    assert proc.returncode != 0
+    assert message in proc.stdout, proc.stdout
+    assert "changed=0" in proc.stdout
+    assert "TASK [ixpect : Install IXpect" not in proc.stdout
+
+
+def test_unknown_variables_are_named(localhost_inventory):
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps({"ixpect_settings": {}, "ixpect_capture_interfce": "eth1", "ixpect_stae": "x"}))
+    assert "Unknown variable(s), a typo? ixpect_capture_interfce, ixpect_stae" in proc.stdout, proc.stdout
+
+
+def test_a_good_interval_passes(localhost_inventory):
+    """The interval and capture checks pass for what is right (up to the install, which
+    --check cannot do on this machine)."""
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps(HOST_CHECKED | {"ixpect_capture_interface": "lo", "ixpect_ixf_interval": "2h 30min"}))
+    assert "TASK [ixpect : Assert that the capture source exists]" in proc.stdout
+    assert "Unknown variable" not in proc.stdout
+    for task in ("Assert that the IX-F interval is a systemd time span", "Assert that the capture source exists"):
+        assert re.search(rf"TASK \[ixpect : {task}\][^\n]*\nok:", proc.stdout), proc.stdout
+
+
 # ---------------------------------------------------------------- the units
 
 
@@ -201,6 +246,10 @@ def comparable(path: Path, scripts: dict[str, str]) -> dict:
     """A unit as data with the parts that must differ between NixOS and Ansible named."""
     parsed = units.parse(path.read_text())
     parsed["Unit"].pop("X-Reload-Triggers", None)  # NixOS reloads on config change; the role's handlers do
+    if "Service" in parsed:  # NixOS sets PATH from `path`; Debian's default PATH has /usr/sbin (nft)
+        env = [e for e in parsed["Service"].pop("Environment", []) if not e.strip('"').startswith("PATH=")]
+        if env:
+            parsed["Service"]["Environment"] = env
     for key, values in parsed.get("Service", {}).items():
         if key.startswith("Exec"):
             argvs = [units.argv(v.lstrip("+")) for v in values]
@@ -209,23 +258,6 @@ def comparable(path: Path, scripts: dict[str, str]) -> dict:
                     a[0] = Path(a[0]).name
             parsed["Service"][key] = [(v.startswith("+"), a) for v, a in zip(values, argvs)]
     return parsed
-
-
-def run_ixf_scripts(directory: Path, workdir: Path, changed: bool) -> list[str]:
-    """Run the IX-F render and reload scripts with `ixpect` and `systemctl` recorders."""
-    log, fake, flag = workdir / "calls", workdir / "bin", workdir / "run"
-    for d in (fake, flag):
-        d.mkdir(parents=True, exist_ok=True)
-    result = "changed" if changed else "unchanged"
-    (fake / "ixpect").write_text(f"#!/bin/sh\necho ixpect \"$@\" >> {log}\necho {result}\n")
-    (fake / "systemctl").write_text(f"#!/bin/sh\necho systemctl \"$@\" >> {log}\n")
-    for tool in ("ixpect", "systemctl"):
-        (fake / tool).chmod(0o755)
-    for script in ("ixpect-ixf-render", "ixpect-ixf-reload"):
-        text = (directory / script).read_text().replace(f"{VENV}/bin/ixpect", str(fake / "ixpect"))
-        text = text.replace("/usr/bin/systemctl", str(fake / "systemctl")).replace("/run/ixpect-ixf", str(flag))
-        subprocess.run(["sh", "-euc", text], check=True, capture_output=True)
-    return log.read_text().splitlines()
 
 
 def test_units_are_the_nixos_modules_units(variant, tmp_path):
@@ -238,10 +270,13 @@ def test_units_are_the_nixos_modules_units(variant, tmp_path):
     for name in nix:
         assert comparable(files[name], scripts) == comparable(nix[name], scripts), name
     if label == "ixf":
-        for changed in (True, False):
-            role = run_ixf_scripts(files["ixpect-capture.service"].parent, tmp_path / f"role{changed}", changed)
-            store = run_ixf_scripts(nix["ixpect-capture.service"].parent / "store", tmp_path / f"nix{changed}", changed)
-            assert "--base /etc/ixpect/ixpect-base.conf.yaml --output" in role[0]
+        for i, (result, first) in enumerate([("changed", False), ("unchanged", False), ("changed", True),
+                                             (None, True), (None, False)]):
+            role = render_units.run_ixf_scripts(files["ixpect-capture.service"].parent, tmp_path / f"role{i}",
+                                                str(VENV), result, first)
+            store = render_units.run_ixf_scripts(nix["ixpect-capture.service"].parent / "store", tmp_path / f"nix{i}",
+                                                 str(VENV), result, first)
+            assert "--base /etc/ixpect/ixpect-base.conf.yaml --output" in role[1][0]
             base = re.compile(r"--base \S+")  # a store path on NixOS
-            assert [base.sub("--base B", c) for c in role] == [base.sub("--base B", c) for c in store]
-            assert len(role) == 1 + changed
+            assert (role[0], [base.sub("--base B", c) for c in role[1]]) == (
+                store[0], [base.sub("--base B", c) for c in store[1]])

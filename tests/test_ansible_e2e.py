@@ -8,8 +8,11 @@ interface, or (second run) the underlay of a VxLAN feed. Inside, with no network
 ansible-core from a wheelhouse built here runs playbooks/site.yml with `-c local`, and
 the test checks what an operator would: the units run, the capture process sits in the
 capture namespace with nothing beyond CAP_NET_RAW, frames the peer sends come out of the notifier
-naming the member from the IX-F export, the IX-F timer is scheduled, a second run changes
-nothing, a settings change reloads instead of restarting, and nothing is left behind.
+naming the member from the IX-F export, the IX-F timer is scheduled, a second run (and
+--check --diff) changes nothing, a settings change reloads instead of restarting, a new
+interval touches only the timer, a failed render is run again by the next run, a typo in
+the capture source changes nothing, turning IX-F off and `ixpect_state: absent` leave
+nothing behind, and nothing is left of the container either.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("IXPECT_CI_CACHE", "/var/cache/ixpect-ci"))
 MIRROR = os.environ.get("IXPECT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What the role needs on a Debian host, plus systemd to boot and iproute2 to look around.
-PACKAGES = ("dbus", "iproute2", "procps", "python3", "python3-apt", "python3-packaging", "python3-venv", "systemd",
-            "systemd-sysv")
+PACKAGES = ("dbus", "iproute2", "nftables", "procps", "python3", "python3-apt", "python3-packaging", "python3-venv",
+            "systemd", "systemd-sysv")
 
 # France-IX Marseille's real export (the one tests/test_ixf_e2e.py uses) and one member in it.
 EXPORT = SHARED / "ixf" / "franceix-mrs-2016-10-v0.5.json"
@@ -225,7 +228,7 @@ class Lab:
         self.container.sh("python3 -m venv /opt/ansible && "
                           "/opt/ansible/bin/pip install --quiet --no-index --find-links /srv/wheels ansible-core")
 
-    def write_inventory(self, directory: Path) -> None:
+    def write_inventory(self, directory: Path, ixf: bool = True) -> None:
         directory.mkdir()
         host = {
             "ansible_connection": "local",
@@ -240,21 +243,29 @@ class Lab:
         group = {
             "ixpect_wheel": f"/srv/wheels/{self.wheel}",
             "ixpect_pip_extra_args": "--no-index --find-links /srv/wheels",
-            "ixpect_ixf_url": "/srv/ixf/export.json",
-            "ixpect_ixf_ixp_id": IXP_ID,
-            "ixpect_ixf_vlan_id": VLAN_ID,
             "ixpect_settings": SETTINGS,
         }
+        if ixf:
+            group |= {"ixpect_ixf_url": "/srv/ixf/export.json", "ixpect_ixf_ixp_id": IXP_ID,
+                      "ixpect_ixf_vlan_id": VLAN_ID}
         (directory / "hosts.yml").write_text(yaml.safe_dump(inventory))
         (directory / "group_vars").mkdir()
         (directory / "group_vars" / "ixpect.yml").write_text(yaml.safe_dump(group))
 
-    def playbook(self, *extra: str) -> str:
+    def playbook(self, *extra: str, inventory: str = "/srv/test/hosts.yml") -> str:
         """Run playbooks/site.yml in the container; its output (which must show success)."""
-        proc = self.container.sh("cd /srv/ixpect/ansible && ansible-playbook -i /srv/test/hosts.yml "
-                                 "playbooks/site.yml " + " ".join(extra))
+        proc = self.run_playbook(*extra, inventory=inventory)
         assert re.search(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", proc.stdout), proc.stdout
         return proc.stdout
+
+    def run_playbook(self, *extra: str, inventory: str = "/srv/test/hosts.yml") -> subprocess.CompletedProcess:
+        return self.container.sh(f"cd /srv/ixpect/ansible && ansible-playbook -i {inventory} playbooks/site.yml "
+                                 + " ".join(extra), check=False)
+
+    def extra_vars(self, name: str, **variables) -> str:
+        """-e @FILE for these variables (a JSON file in the shared test directory)."""
+        (self.workdir / "test" / f"{name}.json").write_text(json.dumps(variables))
+        return f"-e @/srv/test/{name}.json"
 
     def send(self, *frames) -> None:
         """Send scapy frames from the peer namespace: onto the veth, or over VxLAN to the VTEP."""
@@ -309,6 +320,13 @@ def test_playbook_deploys_and_second_run_changes_nothing(lab):
     state = lab.container.sh("systemctl is-active " + " ".join(UNITS), check=False).stdout.split()
     assert state == ["active"] * len(UNITS), lab.container.sh("systemctl status 'ixpect*' --no-pager",
                                                               check=False).stdout
+
+
+def test_check_diff_on_an_up_to_date_host_predicts_nothing(lab):
+    """Not even the wheel: a wheel already installed is neither reinstalled nor restarted."""
+    out = lab.playbook("--check", "--diff")
+    assert changed(out) == 0, out
+    assert "RUNNING HANDLER" not in out
 
 
 def test_installed_units_carry_exactly_the_shared_hardening(lab):
@@ -399,7 +417,7 @@ def test_settings_change_reloads_instead_of_restarting(lab):
     changed_settings = SETTINGS | {"probes": SETTINGS["probes"] | {"ipv6_router": {"enable": True}}}
     (lab.workdir / "test" / "change.json").write_text(json.dumps({"ixpect_settings": changed_settings}))
     out = lab.playbook("-e", "@/srv/test/change.json")
-    assert "RUNNING HANDLER [ixpect : Render the IX-F config]" in out
+    assert re.search(r"TASK \[ixpect : Render the IX-F config\][^\n]*\n(ok|changed):", out), out
     assert "Restart" not in "".join(re.findall(r"RUNNING HANDLER \[.*?\]", out))
 
     def reloaded():
@@ -412,6 +430,55 @@ def test_settings_change_reloads_instead_of_restarting(lab):
     rendered = yaml.safe_load(c.sh("cat /etc/ixpect/ixpect.conf.yaml").stdout)
     assert rendered["probes"]["ipv6_router"]["enable"] is True
     assert changed(lab.playbook("-e", "@/srv/test/change.json")) == 0
+
+
+def daemons(c: "Container") -> list[str]:
+    return c.sh("systemctl show --value -p MainPID -p NRestarts ixpect-capture ixpect-notify").stdout.split()
+
+
+def test_a_new_interval_restarts_only_the_timer(lab):
+    c = lab.container
+    before = daemons(c)
+    settings = json.loads((lab.workdir / "test" / "change.json").read_text())
+    out = lab.playbook(lab.extra_vars("interval", **settings, ixpect_ixf_interval="2h"))
+    handlers = re.findall(r"RUNNING HANDLER \[ixpect : (.*?)\]", out)
+    assert handlers == ["Reload systemd", "Restart ixpect-ixf.timer"], out
+    assert daemons(c) == before
+    assert c.sh("systemctl show -P TimersMonotonic ixpect-ixf.timer").stdout.count("2h") == 1
+    lab.playbook("-e", "@/srv/test/change.json")  # back
+
+
+def test_a_failed_render_is_run_again_by_the_next_run(lab):
+    """The render fails: the host fails (the rollout stops at this PoP), and so does every
+    later run until one renders; the daemons keep running on the last good config."""
+    c = lab.container
+    before = daemons(c), c.sh("sha256sum /var/lib/ixpect/ixpect.conf.yaml").stdout
+    settings = json.loads((lab.workdir / "test" / "change.json").read_text())
+    broken = lab.extra_vars("broken", **settings, ixpect_ixf_url="/srv/ixf/no-such-export.json")
+    for _ in range(2):
+        proc = lab.run_playbook(broken)
+        assert proc.returncode != 0 and "Render the IX-F config" in proc.stdout, proc.stdout
+        assert re.search(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=1", proc.stdout)
+        assert (daemons(c), c.sh("sha256sum /var/lib/ixpect/ixpect.conf.yaml").stdout) == before
+    out = lab.playbook("-e", "@/srv/test/change.json")
+    assert re.search(r"TASK \[ixpect : Render the IX-F config\][^\n]*\n(ok|changed):", out), out
+    assert changed(lab.playbook("-e", "@/srv/test/change.json")) == 0
+
+
+def test_a_typo_in_the_capture_source_changes_nothing(lab):
+    c = lab.container
+    state = ("systemctl show --value -p MainPID -p ActiveState ixpect-netns ixpect-capture ixpect-notify; "
+             "ip netns list; sha256sum /etc/systemd/system/ixpect-*")
+    before = c.sh(state).stdout
+    settings = json.loads((lab.workdir / "test" / "change.json").read_text())
+    if lab.mode == "interface":
+        typo, message = {"ixpect_capture_interface": lab.interface + "x"}, "exists neither on the host nor in"
+    else:
+        typo, message = {"ixpect_capture_vxlan_local": "198.51.100.77"}, "is not configured on the host"
+    proc = lab.run_playbook(lab.extra_vars("typo", **settings, **typo))
+    assert proc.returncode != 0 and message in proc.stdout, proc.stdout
+    assert "changed=0" in proc.stdout
+    assert c.sh(state).stdout == before
 
 
 def test_another_namespace_takes_the_interface_along(lab):
@@ -439,6 +506,42 @@ def test_another_namespace_takes_the_interface_along(lab):
         return len([b for b in lab.batches() if b["type"] == "ARP_NEIGHBOR_SPOOFED_STATIC"]) > seen
     wait_for(more, timeout=60, what="an event from the capture in the new namespace", interval=1)
     assert changed(lab.playbook("-e", "@/srv/test/move.json")) == 0
+
+
+def test_ixf_off_leaves_no_trace_of_it(lab):
+    c = lab.container
+    lab.write_inventory(lab.workdir / "test" / "no-ixf", ixf=False)
+    out = lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-ixf/hosts.yml")
+    assert changed(out) > 0
+    left = c.sh("find /etc /usr/local /var/cache /var/lib -name '*ixpect-ixf*' -o -name 'ixpect-base*' "
+                "-o -path '*cache*ixpect*' -o -name 'ixpect.conf.*.json' -o -name '.ixf-render-pending'",
+                check=False).stdout
+    assert left == "", left
+    assert c.sh("test -f /etc/ixpect/ixpect.conf.yaml && ! test -L /etc/ixpect/ixpect.conf.yaml", check=False
+                ).returncode == 0
+    assert "ixpect" not in c.sh("systemctl list-timers --all --no-legend").stdout
+    state = c.sh("systemctl is-active ixpect-netns ixpect-notify ixpect-capture", check=False).stdout.split()
+    assert state == ["active"] * 3
+    assert changed(lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-ixf/hosts.yml")) == 0
+
+
+def test_state_absent_leaves_nothing_behind(lab):
+    c = lab.container
+    absent = lab.extra_vars("absent", ixpect_netns="ixp-lan", ixpect_state="absent")
+    out = lab.playbook(absent)
+    assert changed(out) > 0
+    assert c.sh("systemctl list-units --all --no-legend 'ixpect*'").stdout.strip() == ""
+    assert c.sh("systemctl list-unit-files --no-legend 'ixpect*'").stdout.strip() == ""
+    left = c.sh("find /etc /opt /usr/local /var/lib /var/cache /run -path /run/systemd -prune -o -name '*ixpect*' -print",
+                check=False).stdout
+    assert left == "", left
+    assert c.sh("ip netns list").stdout.strip() == ""
+    if lab.mode == "interface":  # the port is back on the host, down, with ARP on
+        link = json.loads(c.sh(f"ip -j link show {lab.interface}").stdout)[0]
+        assert "UP" not in link["flags"] and "NOARP" not in link["flags"] and "PROMISC" not in link["flags"]
+    else:
+        assert f"vxlan{VNI}" not in c.sh("ip -br link").stdout
+    assert changed(lab.playbook(absent)) == 0
 
 
 def test_teardown_leaves_nothing_behind(lab):

@@ -291,8 +291,8 @@ def test_capture_unit_isolation(units):
     for unit in ("ixpect-capture", "ixpect-notify"):
         assert result["services"][unit]["serviceConfig"]["ExecReload"] == "/usr/bin/kill -HUP $MAINPID"
     netns = result["services"]["ixpect-netns"]
-    assert argv(netns["serviceConfig"]["ExecStart"]) == [f"{VENV}/bin/ixpect", "netns", "up", "--name", "ixpect",
-                                                         "--interface", "enp3s0f1"]
+    up = ["/run/current-system/sw/bin/ixpect", "netns", "up", "--name", "ixpect", "--interface", "enp3s0f1"]
+    assert argv(netns["serviceConfig"]["ExecStart"]) == argv(netns["serviceConfig"]["ExecReload"]) == up
     assert result["services"]["ixpect-capture"]["bindsTo"] == ["ixpect-netns.service"]
 
 
@@ -330,32 +330,33 @@ def test_ixf_timer_renders_and_reloads_only_on_change(units):
         assert "ixpect-ixf.service" in result["services"][unit]["after"]
 
 
-def run_reload_script(store: Path, tmp_path: Path, changed: bool) -> list[str]:
-    """Run the real ixf scripts with `ixpect` and `systemctl` replaced by recorders."""
-    log = tmp_path / "calls"
-    fake = tmp_path / "bin"
-    fake.mkdir(exist_ok=True)
-    (fake / "ixpect").write_text(f"#!/bin/sh\necho \"$@\" >> {log}\necho {'changed' if changed else 'unchanged'}\n")
-    (fake / "systemctl").write_text(f"#!/bin/sh\necho systemctl \"$@\" >> {log}\n")
-    for tool in ("ixpect", "systemctl"):
-        (fake / tool).chmod(0o755)
-    flag = tmp_path / "run"
-    flag.mkdir(exist_ok=True)
-    for script in ("ixpect-ixf-render", "ixpect-ixf-reload"):
-        text = (store / script).read_text().replace(f"{VENV}/bin/ixpect", str(fake / "ixpect"))
-        text = text.replace("/usr/bin/systemctl", str(fake / "systemctl")).replace("/run/ixpect-ixf", str(flag))
-        subprocess.run(["bash", "-c", text], check=True, capture_output=True)
-    return log.read_text().splitlines()
+TRY_RELOAD = "systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service"
+START = "systemctl --no-block start ixpect-capture.service ixpect-notify.service"
 
 
-@pytest.mark.parametrize("changed", [True, False])
-def test_ixf_scripts_reload_exactly_when_changed(units, tmp_path, changed):
+@pytest.mark.parametrize("result, first, status, calls", [
+    ("changed", False, 0, [TRY_RELOAD]),
+    ("unchanged", False, 0, []),
+    # The first config lets the daemons start: they waited for it (ConditionPathExists).
+    ("changed", True, 0, [START]),
+    # A failed first render is retried soon (75), a later one keeps the last good config (1).
+    (None, True, 75, []),
+    (None, False, 1, []),
+])
+def test_ixf_scripts_reload_exactly_when_changed(units, tmp_path, result, first, status, calls):
     store = units["ixf"][0]["ixpect-capture.service"].parent / "store"
-    calls = run_reload_script(store, tmp_path, changed)
-    assert calls[0].startswith("ixf render --source https://ix.example.net/ixf.json")
-    reloads = [c for c in calls if c.startswith("systemctl")]
-    assert reloads == (["systemctl --no-block try-reload-or-restart ixpect-capture.service ixpect-notify.service"]
-                       if changed else [])
+    got, log = render_units.run_ixf_scripts(store, tmp_path, str(VENV), result, first)
+    assert log[0].startswith("ixpect ixf render --source https://ix.example.net/ixf.json")
+    assert (got, [c for c in log if c.startswith("systemctl")]) == (status, calls)
+
+
+def test_ixf_first_render_is_retried_and_waited_for(units):
+    _, result = units["ixf"]
+    ixf = result["services"]["ixpect-ixf"]["serviceConfig"]
+    assert (ixf["Restart"], ixf["RestartPreventExitStatus"], ixf["RestartSec"]) == ("on-failure", 1, "30s")
+    for unit in ("ixpect-capture", "ixpect-notify"):
+        assert result["services"][unit]["unitConfig"] == {"ConditionPathExists": RENDERED}
+    assert units["vxlan"][1]["services"]["ixpect-capture"]["unitConfig"] == {}
 
 
 def test_vxlan_capture(units):
@@ -387,6 +388,58 @@ def test_static_config_reloads_instead_of_restarting(units):
     for unit in ("ixpect-capture", "ixpect-notify"):
         assert result["services"][unit]["reloadTriggers"] == [source]
     assert "ixpect-ixf" not in result["services"] and result["timers"] == {}
+
+
+def test_static_user_with_a_group_of_its_own(nix):
+    result = render_units.evaluate("""{ services.ixpect = {
+      enable = true; dynamicUser = false; group = "noc"; capture.interface = "eth9"; }; }""", str(VENV))
+    assert result["users"]["users"]["ixpect"]["group"] == "noc"
+    assert result["users"]["groups"] == {"noc": {}}
+
+
+def test_a_package_update_only_reloads_the_namespace_unit(tmp_path, nix):
+    """switch-to-configuration restarts a unit whose file changed, unless only
+    X-Reload-Triggers did: then it reloads it (`netns up` in place, no port flap)."""
+    other = tmp_path / "ixpect-next"
+    (other / "bin").mkdir(parents=True)
+    (other / "bin" / "ixpect").symlink_to(VENV / "bin" / "ixpect")
+    services = [render_units.evaluate(STATIC_USER, str(package))["services"] for package in (VENV, other)]
+    old, new = (units_parsed(render_units.unit_text("service", s["ixpect-netns"])) for s in services)
+    assert old["Unit"].pop("X-Reload-Triggers") != new["Unit"].pop("X-Reload-Triggers")
+    assert old == new
+    assert argv(old["Service"]["ExecReload"][0]) == argv(old["Service"]["ExecStart"][0])
+    assert old["Service"]["Environment"] == ['"PATH=/run/current-system/sw/bin:/run/current-system/sw/sbin"']
+    capture = [s["ixpect-capture"]["serviceConfig"]["ExecStart"] for s in services]
+    assert capture[0] != capture[1]  # the daemons do restart: they run the new code
+
+
+def units_parsed(text: str) -> dict:
+    sys.path.insert(0, str(ROOT / "tests" / "ansible"))
+    import units as unit_files
+    return unit_files.parse(text)
+
+
+def test_nft_is_in_the_system_profile(units):
+    _, result = units["static-user"]
+    assert "/usr" in result["packages"]  # pkgs.nftables, which the harness maps to Debian's /usr
+
+
+@pytest.mark.parametrize("credentials, error", [
+    ('{ smtp-pass = "/run/secrets/ixpect-smtp"; matrix = "/run/agenix/matrix-token"; }', None),
+    ("{ smtp-pass = ./secret; }", "`services.ixpect.credentials.smtp-pass' is not of type `str'"),
+    ('{ "a/b" = "/run/secrets/x"; }', "services.ixpect.credentials: names may only contain"),
+    ('{ smtp = "secret"; }', "paths must be absolute"),
+])
+def test_credentials_reach_the_notifier_only(credentials, error, nix):
+    definitions = f"{{ services.ixpect = {{ enable = true; capture.interface = \"a\"; credentials = {credentials}; }}; }}"
+    if error:
+        with pytest.raises(render_units.NixError, match=re.escape(error)):
+            render_units.evaluate(definitions, str(VENV))
+        return
+    services = render_units.evaluate(definitions, str(VENV))["services"]
+    assert sorted(services["ixpect-notify"]["serviceConfig"]["LoadCredential"]) == [
+        "matrix:/run/agenix/matrix-token", "smtp-pass:/run/secrets/ixpect-smtp"]
+    assert all("LoadCredential" not in services[u]["serviceConfig"] for u in services if u != "ixpect-notify")
 
 
 def test_static_user(units):
@@ -473,6 +526,27 @@ def test_ddix_deployment_with_a_broken_template_fails_the_build(ddix_settings, t
 def test_ddix_options_we_lack_say_what_to_do(ddix_settings, extra, outside, error):
     with pytest.raises(render_units.NixError, match=re.escape(error)):
         render_units.evaluate(ddix(ddix_settings, extra, outside), str(VENV))
+
+
+@pytest.mark.parametrize("change, error", [
+    ('wantedBy = [ "multi-user.target" ];', "The option `systemd.services.ixpect-netns.wantedby' does not exist."),
+    ("RemainAfterExit = true;", "The option `systemd.services.ixpect-netns.serviceConfig.RemainAfterExit' is not of type"),
+    ("bindsTo = [", "The option `systemd.services.ixpect-capture.bindsto' does not exist."),
+])
+def test_a_misspelt_nixos_option_fails_the_evaluation(tmp_path, change, error, nix):
+    """What the module defines is checked against NixOS's declarations, not taken as is."""
+    module = (ROOT / "nix" / "module.nix").read_text()
+    wrong = {"wantedBy": change.replace("wantedBy", "wantedby"), "RemainAfterExit": "RemainAfterExit = { yes = true; };",
+             "bindsTo": "bindsto = ["}[re.match(r"\w+", change).group(0)]
+    assert module.count(change) >= 1
+    (tmp_path / "module.nix").write_text(module.replace(change, wrong, 1))
+    for other in (ROOT / "nix").iterdir():  # what the module imports or reads beside it
+        if other.name != "module.nix":
+            (tmp_path / other.name).symlink_to(other)
+    proc = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(render_units.HARNESS),
+                           "--arg", "definitions", STATIC_USER, "--argstr", "package", str(VENV),
+                           "--arg", "module", str(tmp_path / "module.nix")], capture_output=True, text=True)
+    assert proc.returncode != 0 and error in proc.stderr, proc.stderr
 
 
 def test_disabled_module_defines_nothing(nix):

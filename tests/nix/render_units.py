@@ -4,8 +4,8 @@ harness.nix evaluates the module against a small stand-in for nixpkgs' lib; this
 the result into unit files the way nixos/lib/systemd-lib.nix writes them (lists become
 repeated lines, booleans true/false, Wants=/After= space-joined), adds the [Install]
 section that NixOS expresses as symlinks instead, and copies the store files the units
-that Exec*= lines run into a directory of its own, so that `systemd-analyze verify`
-finds every executable; `build` runs a recorded runCommand (the config check).
+that Exec*= lines run into a directory of its own (and the system profile's ixpect
+to the package), so that `systemd-analyze verify` finds every executable; `build` runs a recorded runCommand (the config check).
 
     python tests/nix/render_units.py DEFINITIONS OUTDIR   # e.g. '{ services.ixpect = {...}; }'
 """
@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 HARNESS = Path(__file__).with_name("harness.nix")
+#: the system profile, where NixOS links every package of environment.systemPackages
+PROFILE = "/run/current-system/sw/"
 STORE_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-[^\s\"'/;]+")
 DEPENDENCIES = {"wants": "Wants", "requires": "Requires", "bindsTo": "BindsTo", "partOf": "PartOf",
                 "after": "After", "before": "Before"}
@@ -58,7 +60,10 @@ def unit_text(kind: str, unit: dict) -> str:
         head |= {directive: " ".join(unit[key]) for key, directive in attrs.items() if unit.get(key)}
     head |= unit.get("unitConfig", {})
     if kind == "service":
-        body = {"Environment": [json.dumps(f"{k}={v}") for k, v in unit.get("environment", {}).items()]}
+        env = unit.get("environment", {})
+        if unit.get("path"):  # what NixOS makes of `path` (its own defaults left out)
+            env = env | {"PATH": ":".join(f"{p}/{d}" for d in ("bin", "sbin") for p in unit["path"])}
+        body = {"Environment": [json.dumps(f"{k}={v}") for k, v in env.items()]}
         text = _section("Unit", head) + "\n" + _section("Service", body | unit.get("serviceConfig", {}))
     else:
         text = _section("Unit", head) + "\n" + _section("Timer", unit.get("timerConfig", {}))
@@ -101,6 +106,7 @@ def render(definitions: str, package: str, outdir: Path) -> dict[str, Path]:
     def runnable(line: str) -> str:  # Exec*= lines only: triggers stay opaque store paths
         if not line.startswith("Exec"):
             return line
+        line = line.replace(PROFILE, package.rstrip("/") + "/")  # the package is all the profile holds here
         return STORE_PATH.sub(lambda m: str(materialize(m.group(0), store)), line)
 
     files = {}
@@ -110,6 +116,32 @@ def render(definitions: str, package: str, outdir: Path) -> dict[str, Path]:
             path.write_text("\n".join(map(runnable, unit_text(kind, unit).split("\n"))))
             files[path.name] = path
     return files
+
+
+def run_ixf_scripts(directory: Path, workdir: Path, venv: str, result: str | None, first: bool) -> tuple[int, list[str]]:
+    """Run the IX-F render script, then (as systemd does after a success) the reload
+    script, with `ixpect` (printing `result`, or failing when None) and `systemctl`
+    replaced by recorders and the rendered config existing unless `first`; (exit
+    status of the render, the calls with `workdir` written WORKDIR)."""
+    log, fake, flag, state = workdir / "calls", workdir / "bin", workdir / "run", workdir / "state"
+    for d in (fake, flag, state):
+        d.mkdir(parents=True, exist_ok=True)
+    if not first:
+        (state / "ixpect.conf.yaml").touch()
+    outcome = f"echo {result}" if result else "exit 1"
+    (fake / "ixpect").write_text(f"#!/bin/sh\necho ixpect \"$@\" >> {log}\n{outcome}\n")
+    (fake / "systemctl").write_text(f"#!/bin/sh\necho systemctl \"$@\" >> {log}\n")
+    for tool in ("ixpect", "systemctl"):
+        (fake / tool).chmod(0o755)
+    status = 0
+    for script in ("ixpect-ixf-render", "ixpect-ixf-reload"):
+        text = (directory / script).read_text().replace(f"{venv}/bin/ixpect", str(fake / "ixpect"))
+        text = text.replace("/usr/bin/systemctl", str(fake / "systemctl")).replace("/run/ixpect-ixf", str(flag))
+        text = text.replace("/var/lib/ixpect/ixpect.conf.yaml", str(state / "ixpect.conf.yaml"))
+        status = subprocess.run(["sh", "-c", text], capture_output=True).returncode
+        if status:
+            break
+    return status, log.read_text().replace(str(workdir), "WORKDIR").splitlines()
 
 
 if __name__ == "__main__":
