@@ -18,6 +18,7 @@ import importlib.util
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import tomllib
@@ -28,7 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "nix"))
 import render_units  # noqa: E402
-from conftest import require_tool
+from conftest import require_tool, wait_for
 
 VENV = Path(sys.executable).parent.parent
 HARDENING = json.loads((ROOT / "nix" / "hardening.json").read_text())
@@ -181,6 +182,41 @@ def test_vm_monitor_config_renders(variant, tmp_path, nix):
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
     capture = files["ixpect-capture.service"].read_text()
     assert f"--interface\" \"{dict(interface='peering', vxlan='vxlan100', evpn='vxlan100')[variant]}\"" in capture
+
+
+def test_vm_notifier_reaches_the_vm_mail_sink(tmp_path):
+    """The VM tests' email notifier against their mail sink, run here as the VM runs it
+    (aiosmtpd's Mailbox handler, plain SMTP): the mail arrives."""
+    import mailbox
+
+    from notifyutil import RETRY, arp_batch, free_port
+
+    from ixpect.notify import channels
+    from ixpect.notify.delivery import Delivery
+    vm = nix_eval("""
+      let
+        lan = import ./vm-tests/lan.nix { module = { }; };
+        stub = { python3.withPackages = _: "PYTHON"; writers.writePython3Bin = _: _: _: "mail-dump"; };
+      in {
+        sink = (lan.nodes.mail { pkgs = stub; }).systemd.services.mail-sink.serviceConfig.ExecStart;
+        notifiers = lan.monitor.services.ixpect.settings.event.notifiers;
+      }""")
+    sink = shlex.split(vm["sink"])
+    assert sink[0] == "PYTHON/bin/python" and sink[-3:] == ["-c", "aiosmtpd.handlers.Mailbox", "/var/lib/mail-sink"]
+    port, maildir = free_port(), tmp_path / "mail-sink"
+    argv = [sys.executable, *[f"127.0.0.1:{port}" if a == "0.0.0.0:25" else a for a in sink[1:-1]], str(maildir)]
+    server = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, what="the mail sink")
+        email = vm["notifiers"]["email"]
+        email["smtp"] |= {"host": "127.0.0.1", "port": port}
+        delivery = Delivery(channels({"email": email}), **RETRY)
+        delivery([arp_batch()])
+        wait_for(lambda: maildir.is_dir() and len(mailbox.Maildir(maildir)) == 1, what="the mail in the sink")
+        delivery.close(1)
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 @pytest.mark.parametrize("script", ["violate.py", "mail_dump.py"])

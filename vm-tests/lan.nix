@@ -91,9 +91,11 @@ in
         event = {
           collection_window = "2s";
           notifiers.email = {
+            # The mail sink speaks plain SMTP (no STARTTLS), like a relay on a management LAN.
             smtp = {
               host = "mail";
               port = 25;
+              encryption = "none";
             };
             from = "ixpect@monitor";
             channels = [ { to = [ "noc@example.net" ]; } ];
