@@ -29,7 +29,8 @@ VENV = BIN.parent
 ENV = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")}
 
-# The same three deployments as tests/test_nix.py's INTERFACE_IXF, VXLAN_STATIC, STATIC_USER.
+# The three deployments of tests/test_nix.py's INTERFACE_IXF, VXLAN_STATIC, STATIC_USER
+# (here with credentials).
 VARIANTS = {
     "ixf": ('''{ services.ixpect = { enable = true; capture.interface = "enp3s0f1";
                ixf = { url = "https://ix.example.net/ixf.json"; ixpId = 0; vlanId = 2; };
@@ -47,8 +48,10 @@ VARIANTS = {
                 evpn = { enable = true; asn = 65000; neighbors = [ "198.51.100.1" "198.51.100.2" ]; }; }; }''',
              {"ixpect_capture_vxlan_vni": 100, "ixpect_capture_vxlan_local": "198.51.100.7", "ixpect_settings": {},
               "ixpect_evpn": {"asn": 65000, "neighbors": ["198.51.100.1", "198.51.100.2"]}}),
-    "static-user": ('''{ services.ixpect = { enable = true; dynamicUser = false; capture.interface = "eth9"; }; }''',
-                    {"ixpect_dynamic_user": False, "ixpect_capture_interface": "eth9", "ixpect_settings": {}}),
+    "static-user": ('''{ services.ixpect = { enable = true; dynamicUser = false; capture.interface = "eth9";
+                      credentials = { smtp-pass = "/run/secrets/smtp"; matrix = "/run/agenix/matrix"; }; }; }''',
+                    {"ixpect_dynamic_user": False, "ixpect_capture_interface": "eth9", "ixpect_settings": {},
+                     "ixpect_credentials": {"smtp-pass": "/run/secrets/smtp", "matrix": "/run/agenix/matrix"}}),
 }
 
 
