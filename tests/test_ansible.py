@@ -198,7 +198,8 @@ def test_a_good_interval_passes(localhost_inventory):
     """The interval and capture checks pass for what is right (up to the install, which
     --check cannot do on this machine)."""
     proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
-                   "-e", json.dumps(HOST_CHECKED | {"ixpect_capture_interface": "lo", "ixpect_ixf_interval": "2h 30min"}))
+                   "-e", json.dumps(HOST_CHECKED | {"ixpect_capture_interface": "lo",
+                                                    "ixpect_ixf_interval": "2h 30min"}))
     assert "TASK [ixpect : Assert that the capture source exists]" in proc.stdout
     assert "Unknown variable" not in proc.stdout
     for task in ("Assert that the IX-F interval is a systemd time span", "Assert that the capture source exists"):

@@ -115,7 +115,8 @@ def test_docs_claim_the_nixpkgs_release_the_flake_pins():
     tests with: an older one is a claim nothing here checks (24.05's and 24.11's setuptools
     are too old for pyproject.toml's PEP 639 licence string)."""
     claimed = re.search(r"needs nixpkgs (\d\d\.\d\d) or\s+later", (ROOT / "docs" / "nixos.md").read_text()).group(1)
-    pinned = re.search(r'nixpkgs\.url = "github:NixOS/nixpkgs/nixos-([\d.]+)"', (ROOT / "flake.nix").read_text()).group(1)
+    pinned = re.search(r'nixpkgs\.url = "github:NixOS/nixpkgs/nixos-([\d.]+)"',
+                       (ROOT / "flake.nix").read_text()).group(1)
     assert claimed == pinned
 
 
@@ -476,7 +477,8 @@ def test_nft_is_in_the_system_profile(units):
     ('{ smtp = "secret"; }', "paths must be absolute"),
 ])
 def test_credentials_reach_the_notifier_only(credentials, error, nix):
-    definitions = f"{{ services.ixpect = {{ enable = true; capture.interface = \"a\"; credentials = {credentials}; }}; }}"
+    definitions = (f"{{ services.ixpect = {{ enable = true; capture.interface = \"a\"; "
+                   f"credentials = {credentials}; }}; }}")
     if error:
         with pytest.raises(render_units.NixError, match=re.escape(error)):
             render_units.evaluate(definitions, str(VENV))
@@ -575,14 +577,15 @@ def test_ddix_options_we_lack_say_what_to_do(ddix_settings, extra, outside, erro
 
 @pytest.mark.parametrize("change, error", [
     ('wantedBy = [ "multi-user.target" ];', "The option `systemd.services.ixpect-netns.wantedby' does not exist."),
-    ("RemainAfterExit = true;", "The option `systemd.services.ixpect-netns.serviceConfig.RemainAfterExit' is not of type"),
+    ("RemainAfterExit = true;",
+     "The option `systemd.services.ixpect-netns.serviceConfig.RemainAfterExit' is not of type"),
     ("bindsTo = [", "The option `systemd.services.ixpect-capture.bindsto' does not exist."),
 ])
 def test_a_misspelt_nixos_option_fails_the_evaluation(tmp_path, change, error, nix):
     """What the module defines is checked against NixOS's declarations, not taken as is."""
     module = (ROOT / "nix" / "module.nix").read_text()
-    wrong = {"wantedBy": change.replace("wantedBy", "wantedby"), "RemainAfterExit": "RemainAfterExit = { yes = true; };",
-             "bindsTo": "bindsto = ["}[re.match(r"\w+", change).group(0)]
+    wrong = {"wantedBy": change.replace("wantedBy", "wantedby"), "bindsTo": "bindsto = [",
+             "RemainAfterExit": "RemainAfterExit = { yes = true; };"}[re.match(r"\w+", change).group(0)]
     assert module.count(change) >= 1
     (tmp_path / "module.nix").write_text(module.replace(change, wrong, 1))
     for other in (ROOT / "nix").iterdir():  # what the module imports or reads beside it

@@ -5,7 +5,8 @@ the result into unit files the way nixos/lib/systemd-lib.nix writes them (lists 
 repeated lines, booleans true/false, Wants=/After= space-joined), adds the [Install]
 section that NixOS expresses as symlinks instead, and copies the store files the units
 that Exec*= lines run into a directory of its own (and the system profile's ixpect
-to the package), so that `systemd-analyze verify` finds every executable; `build` runs a recorded runCommand (the config check).
+to the package), so that `systemd-analyze verify` finds every executable; `build` runs
+a recorded runCommand (the config check).
 
     python tests/nix/render_units.py DEFINITIONS OUTDIR   # e.g. '{ services.ixpect = {...}; }'
 """
@@ -118,7 +119,8 @@ def render(definitions: str, package: str, outdir: Path) -> dict[str, Path]:
     return files
 
 
-def run_ixf_scripts(directory: Path, workdir: Path, venv: str, result: str | None, first: bool) -> tuple[int, list[str]]:
+def run_ixf_scripts(directory: Path, workdir: Path, venv: str, result: str | None,
+                    first: bool) -> tuple[int, list[str]]:
     """Run the IX-F render script, then (as systemd does after a success) the reload
     script, with `ixpect` (printing `result`, or failing when None) and `systemctl`
     replaced by recorders and the rendered config existing unless `first`; (exit
