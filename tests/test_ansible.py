@@ -29,8 +29,8 @@ VENV = BIN.parent
 ENV = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")}
 
-# The three deployments of tests/test_nix.py's INTERFACE_IXF, VXLAN_STATIC, STATIC_USER
-# (here with credentials).
+# The deployments of tests/test_nix.py's INTERFACE_IXF, VXLAN_STATIC and STATIC_USER (here with
+# credentials), and one with EVPN.
 VARIANTS = {
     "ixf": ('''{ services.ixpect = { enable = true; capture.interface = "enp3s0f1";
                ixf = { url = "https://ix.example.net/ixf.json"; ixpId = 0; vlanId = 2; };

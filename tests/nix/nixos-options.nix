@@ -25,6 +25,10 @@ let
     inherit type;
     default = [ ];
   };
+  flag = default: mkOption {
+    type = types.bool;
+    inherit default;
+  };
   section = mkOption {
     type = types.attrsOf unitOption;
     default = { };
@@ -42,6 +46,7 @@ let
           wants = list units;
           requires = list units;
           bindsTo = list units;
+          partOf = list units;
           after = list units;
           before = list units;
           restartTriggers = list (types.listOf unitOption);
@@ -95,6 +100,14 @@ in
       };
     };
 
+    services.frr = {
+      bgpd.enable = flag false;
+      configFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+      };
+    };
+
     systemd = {
       package = mkOption { type = types.package; };
       services = mkOption {
@@ -112,6 +125,8 @@ in
             type = types.attrsOf types.str;
             default = { };
           };
+          restartIfChanged = flag true;
+          reloadIfChanged = flag false;
           serviceConfig = section;
         };
       };
