@@ -17,10 +17,13 @@
  *     (the memory-mapped ring, the block's first frame at `offset`), as a list. A
  *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
  *
- * Sieve(spec, limit)
- *     spec: {EtherType: (min_len, ((start, end), ...))}. A frame's fingerprint is
- *     its bytes in the ranges, concatenated; only untagged frames of a listed
- *     EtherType at least min_len long have one. teach(frame) remembers the frame's
+ * Sieve(spec, limit, tally)
+ *     spec: {EtherType: (min_len, ((start, end), ...)[, length_at, base])}. A frame's
+ *     fingerprint is its bytes in the ranges, concatenated; only untagged frames of a
+ *     listed EtherType at least min_len long have one, and with length_at only those
+ *     whose packet ends within min_len: base plus the 16-bit big-endian length field
+ *     at length_at (IPv6: 54 + payload length), so that the ranges can cover every
+ *     byte a decoder reads of it. teach(frame) remembers the frame's
  *     fingerprint: the engine calls it for a frame every probe let pass silently,
  *     the probes having declared that these bytes decide their verdict
  *     (ixpect.engine). over(frames) iterates the (timestamp, frame) pairs of
@@ -31,6 +34,9 @@
  *     unless they saved fewer frames than there are of them; then it gives the
  *     EtherType up (teach() returns False) and lets all of it through. forget()
  *     drops every fingerprint, for a probe whose verdicts are no longer final.
+ *     With `tally`, it also counts the frames it swallowed per fingerprint, for the
+ *     probes that count frames: tallies() gives [(teaching frame, frames swallowed
+ *     alike)] since its last call, fingerprints dropped since included.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -254,9 +260,11 @@ static PyObject *tpacket_v3(PyObject *module, PyObject *args)
 
 typedef struct {
     int ether_type, nranges, forgotten;
-    Py_ssize_t min_len, key_len;
+    Py_ssize_t min_len, key_len, length_at, length_base;  /* length_at -1: no length field */
     Py_ssize_t ranges[MAX_RANGES][2];
-    PyObject *quiet;                     /* set of fingerprints */
+    PyObject *quiet;                     /* fingerprint -> its index in `taught` */
+    PyObject *taught;                    /* with tally: the frame that taught each fingerprint */
+    unsigned long long *tally;           /* with tally: frames swallowed per fingerprint */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
 } Rule;
@@ -264,20 +272,27 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Rule rules[MAX_TYPES];
-    int nrules;
+    int nrules, tallying;
     Py_ssize_t limit;
     PyObject *source;
+    PyObject *pending;                   /* with tally: (frame, n) of fingerprints dropped */
     double deadline, last;
 } Sieve;
 
-static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
+static int sieve_rule(Rule *rule, PyObject *et, PyObject *value, Py_ssize_t limit, int tallying)
 {
     PyObject *ranges;
     rule->ether_type = (int)PyLong_AsLong(et);
     if (rule->ether_type == -1 && PyErr_Occurred())
         return -1;
-    if (!PyArg_ParseTuple(value, "nO!", &rule->min_len, &PyTuple_Type, &ranges))
+    rule->length_at = -1;
+    if (!PyArg_ParseTuple(value, "nO!|nn", &rule->min_len, &PyTuple_Type, &ranges, &rule->length_at,
+                          &rule->length_base))
         return -1;
+    if (rule->length_at + 2 > rule->min_len) {
+        PyErr_SetString(PyExc_ValueError, "length field beyond the minimum length");
+        return -1;
+    }
     Py_ssize_t nr = PyTuple_GET_SIZE(ranges);
     if (nr > MAX_RANGES) {
         PyErr_SetString(PyExc_ValueError, "too many ranges");
@@ -296,23 +311,43 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
         rule->ranges[i][1] = b;
     }
     rule->nranges = (int)nr;
-    rule->quiet = PySet_New(NULL);
-    return rule->quiet ? 0 : -1;
+    rule->quiet = PyDict_New();
+    if (!rule->quiet)
+        return -1;
+    if (tallying) {
+        rule->taught = PyList_New(0);
+        rule->tally = PyMem_Calloc(limit > 0 ? limit : 1, sizeof *rule->tally);
+        if (!rule->taught || !rule->tally) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void rule_free(Rule *rule)
+{
+    Py_CLEAR(rule->quiet);
+    Py_CLEAR(rule->taught);
+    PyMem_Free(rule->tally);
+    rule->tally = NULL;
 }
 
 static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
 {
     PyObject *spec, *et, *value;
     Py_ssize_t pos = 0;
-    if (!PyArg_ParseTuple(args, "O!n", &PyDict_Type, &spec, &self->limit))
+    if (!PyArg_ParseTuple(args, "O!n|p", &PyDict_Type, &spec, &self->limit, &self->tallying))
         return -1;
     if (self->nrules || PyDict_GET_SIZE(spec) > MAX_TYPES) {
         PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec of at most 16 EtherTypes");
         return -1;
     }
+    if (self->tallying && !(self->pending = PyList_New(0)))
+        return -1;
     while (PyDict_Next(spec, &pos, &et, &value)) {
-        if (sieve_rule(&self->rules[self->nrules], et, value) < 0) {
-            Py_CLEAR(self->rules[self->nrules].quiet);
+        if (sieve_rule(&self->rules[self->nrules], et, value, self->limit, self->tallying) < 0) {
+            rule_free(&self->rules[self->nrules]);
             return -1;
         }
         self->nrules++;
@@ -329,8 +364,14 @@ static Rule *sieve_rule_for(Sieve *self, const unsigned char *p, Py_ssize_t len)
         return NULL;
     int et = p[12] << 8 | p[13];
     for (Rule *rule = self->rules, *end = self->rules + self->nrules; rule < end; rule++)
-        if (rule->ether_type == et)
-            return rule->forgotten || len < rule->min_len ? NULL : rule;
+        if (rule->ether_type == et) {
+            if (rule->forgotten || len < rule->min_len)
+                return NULL;
+            if (rule->length_at >= 0 &&
+                rule->length_base + (p[rule->length_at] << 8 | p[rule->length_at + 1]) > rule->min_len)
+                return NULL;  /* the packet goes on beyond the bytes the ranges cover */
+            return rule;
+        }
     return NULL;
 }
 
@@ -355,18 +396,47 @@ static int sieve_quiet(Sieve *self, PyObject *frame)
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
     Py_ssize_t len = PyBytes_GET_SIZE(frame);
     Rule *rule = sieve_rule_for(self, p, len);
-    if (!rule || PySet_GET_SIZE(rule->quiet) == 0)
+    if (!rule || PyDict_GET_SIZE(rule->quiet) == 0)
         return 0;
     PyObject *fp = fingerprint(rule, p);
     if (!fp)
         return -1;
-    int found = PySet_Contains(rule->quiet, fp);
+    PyObject *index = PyDict_GetItemWithError(rule->quiet, fp);  /* borrowed */
     Py_DECREF(fp);
-    if (found == 1) {
-        rule->frames++;
-        rule->bytes += len;
+    if (!index)
+        return PyErr_Occurred() ? -1 : 0;
+    rule->frames++;
+    rule->bytes += len;
+    if (rule->tally)
+        rule->tally[PyLong_AsSsize_t(index)]++;
+    return 1;
+}
+
+/* With tally: move the rule's counts to `pending` as (teaching frame, n). */
+static int rule_drain(Sieve *self, Rule *rule)
+{
+    Py_ssize_t n = rule->tally ? PyList_GET_SIZE(rule->taught) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!rule->tally[i])
+            continue;
+        PyObject *pair = Py_BuildValue("(OK)", PyList_GET_ITEM(rule->taught, i), rule->tally[i]);
+        if (!pair || PyList_Append(self->pending, pair) < 0) {
+            Py_XDECREF(pair);
+            return -1;
+        }
+        Py_DECREF(pair);
+        rule->tally[i] = 0;
     }
-    return found;
+    return 0;
+}
+
+/* Drop the rule's fingerprints, their counts kept in `pending`. */
+static int rule_clear(Sieve *self, Rule *rule)
+{
+    if (rule_drain(self, rule) < 0 || (rule->taught && PyList_SetSlice(rule->taught, 0, PY_SSIZE_T_MAX, NULL) < 0))
+        return -1;
+    PyDict_Clear(rule->quiet);
+    return 0;
 }
 
 static PyObject *sieve_next(Sieve *self)
@@ -417,21 +487,26 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
     Rule *rule = sieve_rule_for(self, p, PyBytes_GET_SIZE(frame));
     if (!rule)
         Py_RETURN_TRUE;
-    if (PySet_GET_SIZE(rule->quiet) >= self->limit) {
-        if (rule->frames - rule->frames_at_fill < (unsigned long long)self->limit) {
-            rule->forgotten = 1;  /* fewer frames saved than fingerprints kept: give up */
-            PySet_Clear(rule->quiet);
+    Py_ssize_t size = PyDict_GET_SIZE(rule->quiet);
+    if (size >= self->limit) {
+        int give_up = rule->frames - rule->frames_at_fill < (unsigned long long)self->limit;
+        rule->frames_at_fill = rule->frames;
+        if (rule_clear(self, rule) < 0)
+            return NULL;
+        if (give_up) {
+            rule->forgotten = 1;  /* fewer frames saved than fingerprints kept */
             Py_RETURN_FALSE;
         }
-        rule->frames_at_fill = rule->frames;
-        PySet_Clear(rule->quiet);
+        size = 0;
     }
     PyObject *fp = fingerprint(rule, p);
-    if (!fp || PySet_Add(rule->quiet, fp) < 0) {
-        Py_XDECREF(fp);
+    PyObject *index = fp ? PyLong_FromSsize_t(size) : NULL;
+    int failed = !index || PyDict_SetItem(rule->quiet, fp, index) < 0 ||
+                 (rule->taught && PyList_Append(rule->taught, frame) < 0);
+    Py_XDECREF(fp);
+    Py_XDECREF(index);
+    if (failed)
         return NULL;
-    }
-    Py_DECREF(fp);
     Py_RETURN_TRUE;
 }
 
@@ -439,10 +514,27 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
 {
     for (int i = 0; i < self->nrules; i++) {
         Rule *r = &self->rules[i];
-        PySet_Clear(r->quiet);
+        if (rule_clear(self, r) < 0)
+            return NULL;
         r->frames_at_fill = r->frames;  /* the fill policy counts from here */
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *sieve_tallies(Sieve *self, PyObject *unused)
+{
+    if (!self->tallying)
+        return PyList_New(0);
+    for (int i = 0; i < self->nrules; i++)
+        if (rule_drain(self, &self->rules[i]) < 0)
+            return NULL;
+    PyObject *out = self->pending;
+    self->pending = PyList_New(0);
+    if (!self->pending) {
+        self->pending = out;
+        return NULL;
+    }
+    return out;
 }
 
 static PyObject *sieve_counts(Sieve *self, PyObject *unused)
@@ -469,9 +561,10 @@ static int sieve_traverse(Sieve *self, visitproc visit, void *arg)
 static int sieve_clear(Sieve *self)
 {
     for (int i = 0; i < self->nrules; i++)
-        Py_CLEAR(self->rules[i].quiet);
+        rule_free(&self->rules[i]);
     self->nrules = 0;
     Py_CLEAR(self->source);
+    Py_CLEAR(self->pending);
     return 0;
 }
 
@@ -488,6 +581,8 @@ static PyMethodDef sieve_methods[] = {
      "Swallow frames alike to this one from now on; False: its EtherType was given up."},
     {"forget", (PyCFunction)sieve_forget, METH_NOARGS, "Drop every fingerprint taught so far."},
     {"counts", (PyCFunction)sieve_counts, METH_NOARGS, "{EtherType: (frames, bytes)} swallowed so far."},
+    {"tallies", (PyCFunction)sieve_tallies, METH_NOARGS,
+     "[(teaching frame, frames swallowed alike)] since the last call (with tally)."},
     {NULL},
 };
 

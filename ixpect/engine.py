@@ -10,7 +10,8 @@ over. Where every probe a frame reaches declares which bytes decide its verdict
 (Probe.decided_by), a frame they all let pass puts those bytes into a sieve, and
 later frames alike in them are counted and dropped in C before any Python runs
 (ixpect._frames.Sieve): the steady state of an ARP-only monitor costs a hash
-lookup per frame.
+lookup per frame. Probes that count frames (Probe.sifted) get the sieve's tallies
+of what it dropped before their timers run.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ Sink = Callable[[Event], None]
 
 #: EtherType -> class in the metrics; everything else is "other"
 CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
-#: decoded EtherTypes the sieve may take: the probes' handler kind, and the length and
-#: bytes the decoder reads to tell whether they get the frame (Ethernet/IPv4 ARP)
-_SIEVED_DECODERS = {ETH_ARP: ("arp", 42, ((14, 20),))}
+#: decoded EtherTypes the sieve may take: the probes' handler kinds, the length and bytes
+#: the decoder reads to tell whether they get the frame (Ethernet/IPv4 ARP) or, for
+#: IPv6, all it reads of packets that end within 86 bytes (54 + the payload length at
+#: 18): an NS or NA with its link-layer address option, what a LAN floods most of
+_SIEVED_DECODERS = {ETH_ARP: (("arp",), 42, ((14, 20),), ()),
+                    ETH_IPV6: (("ip6", "nd"), 86, ((14, 86),), (18, 54))}
 #: fingerprints the sieve keeps per EtherType. When they fill up it starts over, unless
 #: they saved fewer frames than there are of them: then the EtherType is too varied
 #: (say ARP between every pair of a large LAN's routers with arp_bogon on), teaching
@@ -58,6 +62,7 @@ class Engine:
         self._traffic = {et: [0, 0] for et in CLASSES}  # frames, bytes
         self._other_traffic = [0, 0]
         self._sieve: Sieve | None = None
+        self._sifted_to: tuple = ()  # the sifted() of the counting probes
         self.unsieved: set[int] = set()  # EtherTypes the sieve gave up until the next configure
         self._spoke = False  # an event was raised since the last frame the sieve could learn
         self.snaplen = _UNCUT  # of the source being fed
@@ -65,6 +70,7 @@ class Engine:
 
     def configure(self, probes_cfg: dict, members: MemberTable | None = None) -> None:
         """Apply a (new) probe configuration; probes that stay enabled keep what they learned."""
+        self._tally()  # to the probes as they were configured when the frames came
         if members is not None:
             self.members = members
         enabled = {name: cfg for name, cfg in probes_cfg.items() if cfg.get("enable")}
@@ -83,6 +89,7 @@ class Engine:
         by_kind = {kind: tuple(getattr(p, kind) for p in self.probes.values() if hasattr(p, kind))
                    for kind in HANDLERS}
         self._every = by_kind["frame"]
+        self._sifted_to = tuple(p.sifted for p in self.probes.values() if hasattr(p, "sifted"))
         self._arp_probes = by_kind["arp"]
         self._nd_probes = by_kind["nd"]
         self._ip4_probes = by_kind["ipv4"]
@@ -117,17 +124,17 @@ class Engine:
         for et, handlers in table.items():
             if et < 0x0600 or et in VLAN_TPIDS or et in decoded:
                 continue
-            kind, length, reads = _SIEVED_DECODERS.get(et, ("", 14, ()))
+            kinds, length, reads, length_field = _SIEVED_DECODERS.get(et, ((), 14, (), ()))
             reached = [p for p in self.probes.values()
-                       if hasattr(p, "frame") or (kind and hasattr(p, kind))
+                       if hasattr(p, "frame") or any(hasattr(p, kind) for kind in kinds)
                        or (hasattr(p, "ether") and et in p.ether_types)
                        or (allowed is not None and et not in allowed and hasattr(p, "other"))]
             if any(p.decided_by is None for p in reached):
                 continue
             ranges = _merged((*reads, *(r for p in reached for r in p.decided_by)))
-            spec[et] = (max((length, *(b for _, b in ranges))), ranges)
+            spec[et] = (max((length, *(b for _, b in ranges))), ranges, *length_field)
             table[et] = handlers + (self._teach,)
-        self._sieve = Sieve(spec, SIEVE_LIMIT) if spec else None
+        self._sieve = Sieve(spec, SIEVE_LIMIT, bool(self._sifted_to)) if spec else None
 
     def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:
         """The last handler of a sieved EtherType: a frame no probe spoke up about
@@ -145,6 +152,13 @@ class Engine:
         self._spoke = True
         if self._sieve is not None:
             self._sieve.forget()
+
+    def _tally(self) -> None:
+        """Give the counting probes what the sieve dropped since the last time."""
+        if self._sieve is not None and self._sifted_to:
+            for buf, n in self._sieve.tallies():
+                for h in self._sifted_to:
+                    h(buf, n)
 
     def _fold_sieve(self) -> None:
         """Take over the counts of the sieve about to be replaced."""
@@ -265,6 +279,7 @@ class Engine:
                 self._set_deadline(t.deadline)
 
     def tick(self, now: float) -> None:
+        self._tally()
         for t in self._timers:
             if now >= t.deadline:
                 t.tick(now)
@@ -272,6 +287,7 @@ class Engine:
 
     def flush(self) -> None:
         """End of input: probes report their windows in progress (at the last frame's time)."""
+        self._tally()
         for p in self.probes.values():
             p.flush(self.now)
 

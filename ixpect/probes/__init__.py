@@ -14,6 +14,9 @@ a frame once and calls only the handlers that exist:
                                             802.3 frames: LLC header at `off` (decode.llc)
     other(ts, buf, ethertype)               EtherTypes outside `allowed` (LLC for 802.3)
 The engine decodes IPv4, IPv6 and LLC only when some probe handles that kind.
+A probe whose `frame` handler counts frames also implements sifted(buf, n): n more
+frames alike to `buf` in its `decided_by` bytes went by, dropped by the sieve
+(ixpect.engine); the engine calls it before any timer runs and at the end of input.
 Probes report with `emit(type, ts, data, frame)`; `members` is the engine's member
 table (ixpect.members), current at each (re)configuration. Time-driven probes set
 `deadline` (frame time); the engine calls tick(now) once it has passed, and flush(now)
@@ -49,12 +52,13 @@ HANDLERS = ("frame", "ether", "arp", "ipv4", "ip6", "nd", "llc", "other")
 
 class Probe:
     deadline = float("inf")
-    #: The byte ranges of an untagged frame that alone decide whether this probe
-    #: raises an event for it, for good: once a frame passed silently, every frame
-    #: alike in these bytes (and EtherType) passes silently until the probe is
-    #: reconfigured or calls recheck(). The engine then drops such frames before any Python code runs
-    #: (ixpect._frames.Sieve). None, the default: the probe counts or times frames,
-    #: so every frame matters.
+    #: The byte ranges of an untagged frame that alone decide, with what the decoder
+    #: of its kind reads, whether this probe raises an event for it and what it
+    #: learns from it, for good: once a frame passed silently, every frame alike in
+    #: these bytes (and EtherType) passes silently and changes nothing, or only counts
+    #: (sifted), until the probe is reconfigured or calls recheck(). The engine then
+    #: drops such frames before any Python code runs (ixpect._frames.Sieve). None,
+    #: the default: every frame matters.
     decided_by: tuple[tuple[int, int], ...] | None = None
 
     def __init__(self, cfg: dict, emit: Emit, members: MemberTable):

@@ -46,6 +46,8 @@ class Ipv6Bogon(Probe):
     of the latter two. The unspecified source (duplicate address detection, a router
     solicitation before an address) is never a bogon. Redirects are ip_control's."""
 
+    decided_by = ()  # the addresses the decoder reads
+
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
         self.inside = self.prefixes.inside

@@ -18,6 +18,7 @@ _CLASSES = ("broadcast", "multicast", "unicast")
 
 class BumRate(Probe):
     deadline = 0.0  # the first frame opens the first window
+    decided_by = ((0, 12),)  # the class (destination) and source MAC: what a frame counts for
 
     def __init__(self, cfg: dict, emit, members):
         self.counts = {c: {} for c in _CLASSES}
@@ -45,7 +46,16 @@ class BumRate(Probe):
             self.full = True
             self.table_full(ts, "bum_rate.sources", self.max_sources)
 
+    def sifted(self, buf: bytes, n: int) -> None:
+        """Frames of a source already counted in this window (or left out, the table
+        being full): they count as they would have."""
+        counts = self.broadcast if buf[:6] == _BROADCAST else self.multicast if buf[0] & 1 else self.unicast
+        src = buf[6:12]
+        if src in counts:
+            counts[src] += n
+
     def tick(self, now: float) -> None:
+        self.recheck()  # a new window: each source's first frame must take a place in the table
         if self.deadline:
             self._evaluate(self.deadline)
             self.deadline += self.window * ((now - self.deadline) // self.window + 1)

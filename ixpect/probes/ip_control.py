@@ -109,6 +109,10 @@ def _ttl(buf: bytes, version: int) -> int:
 
 
 class IpControl(Probe):
+    #: whether the Ethernet destination is a group or the broadcast address; the rest is
+    #: the IP packet the decoder reads (only IPv6 NS/NA-sized packets are sieved)
+    decided_by = ((0, 6),)
+
     def configure(self, cfg: dict) -> None:
         nets = [ip_network(p) for p in cfg.get("prefixes", ())]
         self.lan4 = Prefixes(n for n in nets if n.version == 4)

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 class MacAddress(Probe):
     deadline = 0.0  # the first frame opens the first window
+    #: the source MAC; for ARP the sender pair too (the ND decoder reads all of an NS/NA).
+    #: A source seen in the window passes silently until the window ends (recheck).
+    decided_by = ((6, 12), (22, 32))
 
     def __init__(self, cfg: dict, emit, members):
         self.seen: set[bytes] = set()  # source MACs of this window
@@ -52,6 +55,7 @@ class MacAddress(Probe):
         self._reset()  # judge again by the new table
 
     def _reset(self) -> None:
+        self.recheck()
         self.seen.clear()
         self.listed_seen.clear()
         self.unlisted.clear()
@@ -61,6 +65,7 @@ class MacAddress(Probe):
         if src in self.seen:
             return
         if len(self.seen) >= CACHE_LIMIT:  # a flood of made-up MACs: report, but forget
+            self.recheck()
             self.seen.clear()
         self.seen.add(src)
         owners = self.asns_of.get(src)

@@ -156,6 +156,7 @@ class Ipv6Neighbor(_Neighbor):
     link-layer option; duplicate address detection (source ::) teaches nothing."""
 
     prefix, key, text = "IPV6_NEIGHBOR", "ip6_addr", IPv6Address
+    decided_by = ()  # the address and link-layer option the decoder reads
 
     def nd(self, ts, buf, kind, src, target, lladdr) -> None:
         if lladdr is None:
