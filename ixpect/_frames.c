@@ -36,7 +36,10 @@
  *     drops every fingerprint, for a probe whose verdicts are no longer final.
  *     With `tally`, it also counts the frames it swallowed per fingerprint, for the
  *     probes that count frames: tallies() gives [(teaching frame, frames swallowed
- *     alike)] since its last call, fingerprints dropped since included.
+ *     alike)] since its last call, fingerprints dropped since included. And it
+ *     swallows a frame only once a frame of the same source MAC and destination class
+ *     (broadcast, multicast, unicast) was taught since the last recount(): a counting
+ *     probe's window sees each source's first frame, whatever fingerprints it learned.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -276,6 +279,7 @@ typedef struct {
     Py_ssize_t limit;
     PyObject *source;
     PyObject *pending;                   /* with tally: (frame, n) of fingerprints dropped */
+    PyObject *sources;                   /* with tally: class + source MAC taught since recount() */
     double deadline, last;
 } Sieve;
 
@@ -343,7 +347,7 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec of at most 16 EtherTypes");
         return -1;
     }
-    if (self->tallying && !(self->pending = PyList_New(0)))
+    if (self->tallying && (!(self->pending = PyList_New(0)) || !(self->sources = PySet_New(NULL))))
         return -1;
     while (PyDict_Next(spec, &pos, &et, &value)) {
         if (sieve_rule(&self->rules[self->nrules], et, value, self->limit, self->tallying) < 0) {
@@ -373,6 +377,16 @@ static Rule *sieve_rule_for(Sieve *self, const unsigned char *p, Py_ssize_t len)
             return rule;
         }
     return NULL;
+}
+
+/* The frame's destination class (0 broadcast, 1 multicast, 2 unicast) and source MAC. */
+static PyObject *source_key(const unsigned char *p)
+{
+    static const unsigned char broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    char key[7];
+    key[0] = !memcmp(p, broadcast, 6) ? 0 : p[0] & 1 ? 1 : 2;
+    memcpy(key + 1, p + 6, 6);
+    return PyBytes_FromStringAndSize(key, 7);
 }
 
 /* The frame's bytes in the rule's ranges, concatenated: a new reference. */
@@ -405,6 +419,13 @@ static int sieve_quiet(Sieve *self, PyObject *frame)
     Py_DECREF(fp);
     if (!index)
         return PyErr_Occurred() ? -1 : 0;
+    if (self->sources) {
+        PyObject *source = source_key(p);
+        int counted = source ? PySet_Contains(self->sources, source) : -1;
+        Py_XDECREF(source);
+        if (counted != 1)
+            return counted;
+    }
     rule->frames++;
     rule->bytes += len;
     if (rule->tally)
@@ -499,11 +520,24 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
         }
         size = 0;
     }
+    if (self->sources) {
+        if (PySet_GET_SIZE(self->sources) >= self->limit)
+            PySet_Clear(self->sources);  /* too many sources: their frames run the probes again */
+        PyObject *source = source_key(p);
+        if (!source || PySet_Add(self->sources, source) < 0) {
+            Py_XDECREF(source);
+            return NULL;
+        }
+        Py_DECREF(source);
+    }
     PyObject *fp = fingerprint(rule, p);
-    PyObject *index = fp ? PyLong_FromSsize_t(size) : NULL;
-    int failed = !index || PyDict_SetItem(rule->quiet, fp, index) < 0 ||
-                 (rule->taught && PyList_Append(rule->taught, frame) < 0);
-    Py_XDECREF(fp);
+    if (!fp)
+        return NULL;
+    int known = PyDict_Contains(rule->quiet, fp);  /* taught again: a frame past the deadline */
+    PyObject *index = known ? NULL : PyLong_FromSsize_t(size);
+    int failed = known < 0 || (!known && (!index || PyDict_SetItem(rule->quiet, fp, index) < 0 ||
+                                          (rule->taught && PyList_Append(rule->taught, frame) < 0)));
+    Py_DECREF(fp);
     Py_XDECREF(index);
     if (failed)
         return NULL;
@@ -518,6 +552,13 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
             return NULL;
         r->frames_at_fill = r->frames;  /* the fill policy counts from here */
     }
+    Py_RETURN_NONE;
+}
+
+static PyObject *sieve_recount(Sieve *self, PyObject *unused)
+{
+    if (self->sources)
+        PySet_Clear(self->sources);
     Py_RETURN_NONE;
 }
 
@@ -565,6 +606,7 @@ static int sieve_clear(Sieve *self)
     self->nrules = 0;
     Py_CLEAR(self->source);
     Py_CLEAR(self->pending);
+    Py_CLEAR(self->sources);
     return 0;
 }
 
@@ -581,6 +623,8 @@ static PyMethodDef sieve_methods[] = {
      "Swallow frames alike to this one from now on; False: its EtherType was given up."},
     {"forget", (PyCFunction)sieve_forget, METH_NOARGS, "Drop every fingerprint taught so far."},
     {"counts", (PyCFunction)sieve_counts, METH_NOARGS, "{EtherType: (frames, bytes)} swallowed so far."},
+    {"recount", (PyCFunction)sieve_recount, METH_NOARGS,
+     "Swallow no frame of a source until one of its frames is taught again (with tally)."},
     {"tallies", (PyCFunction)sieve_tallies, METH_NOARGS,
      "[(teaching frame, frames swallowed alike)] since the last call (with tally)."},
     {NULL},

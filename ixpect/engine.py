@@ -83,6 +83,7 @@ class Engine:
             else:
                 self.probes[name] = probe_class(name)(cfg, self.emit, self.members)
                 self.probes[name].recheck = self._recheck
+                self.probes[name].recount = self._recount
         self._build_dispatch()
 
     def _build_dispatch(self) -> None:
@@ -159,6 +160,11 @@ class Engine:
             for buf, n in self._sieve.tallies():
                 for h in self._sifted_to:
                     h(buf, n)
+
+    def _recount(self) -> None:
+        """A counting probe's window starts (Probe.recount)."""
+        if self._sieve is not None:
+            self._sieve.recount()
 
     def _fold_sieve(self) -> None:
         """Take over the counts of the sieve about to be replaced."""

@@ -77,6 +77,12 @@ class Probe:
         another verdict from now on: the engine shows them to the probe again. Set
         by the engine."""
 
+    def recount(self) -> None:
+        """Call when a counting window starts: the engine shows the probe the first frame
+        of each source MAC and destination class again before it sieves their frames,
+        so that the window's table of sources fills in the order frames came. Set by
+        the engine."""
+
     def table_full(self, ts: float, table: str, limit: int) -> None:
         """A learning table reached its configured cap, so that an attacker inventing
         addresses cannot exhaust memory: tell the operator (once per fill)."""

@@ -47,15 +47,15 @@ class BumRate(Probe):
             self.table_full(ts, "bum_rate.sources", self.max_sources)
 
     def sifted(self, buf: bytes, n: int) -> None:
-        """Frames of a source already counted in this window (or left out, the table
-        being full): they count as they would have."""
+        """Frames of a source already seen in this window (counted, or left out as the
+        table was full): they count as they would have."""
         counts = self.broadcast if buf[:6] == _BROADCAST else self.multicast if buf[0] & 1 else self.unicast
         src = buf[6:12]
         if src in counts:
             counts[src] += n
 
     def tick(self, now: float) -> None:
-        self.recheck()  # a new window: each source's first frame must take a place in the table
+        self.recount()  # a new window: each source's first frame must take a place in the table
         if self.deadline:
             self._evaluate(self.deadline)
             self.deadline += self.window * ((now - self.deadline) // self.window + 1)
