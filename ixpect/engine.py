@@ -145,7 +145,8 @@ class Engine:
         elif not self._sieve.teach(buf):
             self._table[et] = self._table[et][:-1]
             self.unsieved.add(et)
-            log.info("EtherType 0x%04x varies too much to sieve; its frames all run the probes", et)
+            log.warning("EtherType 0x%04x varies too much to sieve (made-up addresses?): its frames all run "
+                        "the probes until the next reload (ixpect_sieve_given_up)", et)
 
     def _recheck(self) -> None:
         """A probe's verdicts are not final for now (Probe.recheck): the sieve forgets
