@@ -220,7 +220,8 @@ def deployed_frames(cfg: dict, n: int, rng: random.Random):
     flows = [(rng.choice(arp4)[0], rng.choice(arp4)[0], rng.getrandbits(32).to_bytes(4, "big"),
               rng.getrandbits(32).to_bytes(4, "big"), rng.randrange(1024, 65536)) for _ in range(1000)]
     ucast4 = bytes(Ether(dst="02:00:00:00:00:01") / IP(ttl=60) / TCP(dport=443, flags="A") / (b"x" * 20))
-    ucast6 = bytes(Ether(dst="02:00:00:00:00:01") / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=60) / TCP(dport=443, flags="A"))
+    ucast6 = bytes(Ether(dst="02:00:00:00:00:01") / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=60)
+                   / TCP(dport=443, flags="A"))
 
     def transit(v6):
         dmac, smac, sip, dip, sport = rng.choice(flows)
@@ -235,18 +236,19 @@ def deployed_frames(cfg: dict, n: int, rng: random.Random):
         return bytes(f)
 
     member_mac = arp4[0][0]
-    mdns4 = bytes(Ether(src=member_mac, dst="01:00:5e:00:00:fb") / IP(src=str(IPv4Address(arp4[0][1])), dst="224.0.0.251", ttl=255)
+    text4 = [str(IPv4Address(ip)) for _, ip in arp4[:6]]
+    mdns4 = bytes(Ether(src=member_mac, dst="01:00:5e:00:00:fb") / IP(src=text4[0], dst="224.0.0.251", ttl=255)
                   / UDP(sport=5353, dport=5353) / (b"m" * 30))
     mdns6 = bytes(Ether(src=member_mac, dst="33:33:00:00:00:fb") / IPv6(src=str(IPv6Address(nd6[0][1])), dst="ff02::fb")
                   / UDP(sport=5353, dport=5353) / (b"m" * 30))
-    ssdp4 = bytes(Ether(src=arp4[1][0], dst="01:00:5e:7f:ff:fa") / IP(src=str(IPv4Address(arp4[1][1])), dst="239.255.255.250", ttl=4)
+    ssdp4 = bytes(Ether(src=arp4[1][0], dst="01:00:5e:7f:ff:fa") / IP(src=text4[1], dst="239.255.255.250", ttl=4)
                   / UDP(sport=1900, dport=1900) / (b"s" * 40))
     strays = [
         bytes(Dot3(src=arp4[2][0], dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP()),
         bytes(Ether(src=arp4[3][0], dst="01:80:c2:00:00:0e", type=0x88CC) / (b"\x02\x07\x04" + bytes(43))),
         bytes(Ether(src=nd6[4][0], dst="33:33:00:00:00:01") / IPv6(src="fe80::4", dst="ff02::1", hlim=255)
               / ICMPv6ND_RA()),
-        bytes(Ether(src=arp4[5][0], dst="01:00:5e:00:00:05") / IP(src=str(IPv4Address(arp4[5][1])), dst="224.0.0.5", ttl=1, proto=89)
+        bytes(Ether(src=arp4[5][0], dst="01:00:5e:00:00:05") / IP(src=text4[5], dst="224.0.0.5", ttl=1, proto=89)
               / bytes(24)),
         arp_frame((bytes.fromhex("02aabbccdd01"), arp4[6][1]), arp4[7][1]),
         arp_frame(arp4[8], bytes((10, 0, 0, 1))),

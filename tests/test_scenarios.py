@@ -1,5 +1,6 @@
 """Scenarios built from real IX-F member lists (tests/scenario.py): thousands of legitimate
-frames and injected violations through `ixpect run --pcap`, with the sieve on and off.
+frames and injected violations through `ixpect run --pcap`, with the probes that judge
+frames one by one and with every probe (the counting ones too).
 Every event must be expected (precision 100%), every violation reported (recall 100%),
 each naming the member that sent it and the member whose address it claimed.
 
@@ -33,22 +34,22 @@ EXPORTS = [
     ("decix-fra-2016-10-vnonstd.json", 1, 1),
 ]
 SEEDS = int(os.environ.get("IXPECT_SCENARIO_SEEDS", "1"))
-#: every probe; none of them counts frames, so ARP is sieved
-SIEVED = {
+#: every probe that judges frames one by one
+JUDGING = {
     "arp_neighbor": {"enable": True}, "arp_bogon": {"enable": True},
     "ipv6_neighbor": {"enable": True}, "ipv6_bogon": {"enable": True},
     "ipv6_router": {"enable": True}, "stp": {"enable": True}, "l2_protocol": {"enable": True},
     "ether_type": {"enable": True}, "ip_control": {"enable": True},
 }
-#: and the probes that see every frame, which leave nothing to sieve
-UNSIEVED = {**SIEVED, "mac_address": {"enable": True}, "bum_rate": {"enable": True, "thresholds": {}}}
+#: and the probes that count frames: every probe, as an exchange deploys them
+EVERY_PROBE = {**JUDGING, "mac_address": {"enable": True}, "bum_rate": {"enable": True, "thresholds": {}}}
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """export -> {"sieved" | "unsieved": (config path, Lan)}: rendered by `ixpect ixf
+    """export -> {"judging" | "every": (config path, Lan)}: rendered by `ixpect ixf
     render` once to learn its prefixes, then again over a base config that turns every
-    probe on and gives the LAN's prefixes; "sieved" is that without mac_address and
+    probe on and gives the LAN's prefixes; "judging" is that without mac_address and
     bum_rate."""
     cache: dict[str, dict] = {}
 
@@ -65,17 +66,17 @@ def rendered(tmp_path_factory):
                         for f, p in ((4, "arp_bogon"), (6, "ipv6_bogon"))}
             base = out.with_name("base.yaml")
             base.write_text(yaml.safe_dump({"probes": {
-                **UNSIEVED, "arp_bogon": {"prefixes": prefixes[4]}, "ipv6_bogon": {"prefixes": prefixes[6]},
+                **EVERY_PROBE, "arp_bogon": {"prefixes": prefixes[4]}, "ipv6_bogon": {"prefixes": prefixes[6]},
                 "ip_control": {"enable": True, "prefixes": prefixes[4] + prefixes[6]}}}))
-            unsieved = out.with_name("unsieved.conf.yaml")
-            assert main([*args[:-1], str(unsieved), "--base", str(base)]) == 0
-            lan = Lan(config.load(unsieved), json.loads(out.with_name("unsieved.conf.members.json").read_text()))
-            sieved = out.with_name("sieved.conf.yaml")  # the same without the probes that count frames
-            doc = yaml.safe_load(unsieved.read_text())
-            for probe in UNSIEVED.keys() - SIEVED.keys():
+            every = out.with_name("every.conf.yaml")
+            assert main([*args[:-1], str(every), "--base", str(base)]) == 0
+            lan = Lan(config.load(every), json.loads(out.with_name("every.conf.members.json").read_text()))
+            judging = out.with_name("judging.conf.yaml")  # the same without the probes that count frames
+            doc = yaml.safe_load(every.read_text())
+            for probe in EVERY_PROBE.keys() - JUDGING.keys():
                 doc["probes"][probe]["enable"] = False
-            sieved.write_text(yaml.safe_dump(doc))
-            cache[name] = {"sieved": (sieved, lan), "unsieved": (unsieved, lan)}
+            judging.write_text(yaml.safe_dump(doc))
+            cache[name] = {"judging": (judging, lan), "every": (every, lan)}
         return cache[name]
     return get
 
@@ -84,14 +85,14 @@ def rendered(tmp_path_factory):
 @pytest.mark.parametrize("export", EXPORTS, ids=lambda e: e[0].split("-")[0])
 def test_scenario(rendered, tmp_path, export, seed):
     configs = rendered(*export)
-    scenario = Scenario(configs["sieved"][1], EXPORTS.index(export) * 1000 + seed)
+    scenario = Scenario(configs["judging"][1], EXPORTS.index(export) * 1000 + seed)
     capture = tmp_path / "scenario.pcap"
     capture.write_bytes(pcap(scenario.pcap_frames()))
     assert sum(scenario.truth.values()) >= 10
-    for sieve, expected in (("sieved", scenario.truth), ("unsieved", scenario.truth + scenario.counted)):
-        p = subprocess.run([*IXPECT, "run", "-c", configs[sieve][0], "--pcap", capture, "--jsonl", "-"],
+    for probes, expected in (("judging", scenario.truth), ("every", scenario.truth + scenario.counted)):
+        p = subprocess.run([*IXPECT, "run", "-c", configs[probes][0], "--pcap", capture, "--jsonl", "-"],
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         events = Counter(observed(json.loads(line)) for line in p.stdout.splitlines())
         false_alarms, missed = events - expected, expected - events
-        assert not false_alarms and not missed, (sieve, sorted(false_alarms), sorted(missed))
+        assert not false_alarms and not missed, (probes, sorted(false_alarms), sorted(missed))

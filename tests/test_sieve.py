@@ -239,8 +239,8 @@ def _legit() -> list[bytes]:
     from scapy.layers.inet import IP, UDP
     from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
     out = []
-    for (mac, ip4, ip6), (peer, peer4, peer6) in (((A, "192.0.2.10", "2001:db8::a"), (B, "192.0.2.20", "2001:db8::b")),
-                                                    ((B, "192.0.2.20", "2001:db8::b"), (A, "192.0.2.10", "2001:db8::a"))):
+    one, two = (A, "192.0.2.10", "2001:db8::a"), (B, "192.0.2.20", "2001:db8::b")
+    for (mac, ip4, ip6), (peer, peer4, peer6) in ((one, two), (two, one)):
         out.append(arp(src=mac, psrc=ip4, pdst=peer4))
         out.append(bytes(Ether(src=mac, dst=peer) / ARP(op=2, hwsrc=mac, psrc=ip4, hwdst=peer, pdst=peer4)))
         out.append(bytes(Ether(src=mac, dst="33:33:ff:00:00:0b") / IPv6(src=ip6, dst="ff02::1:ff00:b", hlim=255)
@@ -274,7 +274,8 @@ def _vocabulary() -> list[bytes]:
                 base = Ether(src=src, dst="33:33:ff:00:00:0b") / IPv6(src=ip6, dst="ff02::1:ff00:b", hlim=255)
                 out.append(bytes(base / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=src)))
             out.append(bytes(Ether(src=src, dst="33:33:00:00:00:01") / IPv6(src=ip6, dst="ff02::1", hlim=255)
-                             / ICMPv6ND_NA(tgt=ip6 if ip6 != "::" else "2001:db8::b") / ICMPv6NDOptDstLLAddr(lladdr=src)))
+                             / ICMPv6ND_NA(tgt=ip6 if ip6 != "::" else "2001:db8::b")
+                             / ICMPv6NDOptDstLLAddr(lladdr=src)))
         ns = Ether(src=src, dst="33:33:ff:00:00:0a") / IPv6(src="2001:db8::b", dst="ff02::1:ff00:a", hlim=255) \
             / ICMPv6ND_NS(tgt="2001:db8::a")
         out.append(bytes(ns / ICMPv6NDOptSrcLLAddr(lladdr=A)))  # another's link-layer address

@@ -11,6 +11,7 @@ _EVENTS = {ND_RA: "IPV6_ROUTER_ADVERTISEMENT", ND_RS: "IPV6_ROUTER_SOLICITATION"
 
 class Ipv6Router(Probe):
     decided_by = ()  # the ND message the decoder reads
+
     def nd(self, ts, buf, kind, src, target, lladdr) -> None:
         event = _EVENTS.get(kind)
         if event:
