@@ -129,6 +129,18 @@ def test_sieve_tallies_per_fingerprint_across_forgetting():
     assert sieve.tallies() == []
 
 
+def test_a_fingerprint_taught_again_keeps_its_tally():
+    """A frame at the deadline runs the probes and is taught again, as often as timers run."""
+    frame, other = bytes(12) + b"\x08\x06\x01", bytes(12) + b"\x08\x06\x02"
+    sieve = Sieve({0x0806: (15, ((14, 15),))}, 4, True)
+    for _ in range(10):
+        sieve.teach(frame)
+        list(sieve.over([(1.0, frame)] * 2))
+    sieve.teach(other)
+    list(sieve.over([(2.0, other)] * 3))
+    assert sorted(sieve.tallies()) == [(frame, 20), (other, 3)]
+
+
 def test_sieve_takes_only_packets_that_end_within_its_bytes():
     """IPv6: the payload length must keep the packet within the fingerprinted bytes."""
     sieve = Sieve({0x86DD: (86, ((14, 86),), 18, 54)}, 100)
