@@ -34,7 +34,7 @@ python3Packages.buildPythonApplication {
     requests
   ];
 
-  # The pytest suite needs root, network namespaces and ../shared test data; it runs
+  # The pytest suite needs root, network namespaces and test data outside the package; it runs
   # with `make test` (CI: .ci/run) and the VM tests (flake checks) exercise the installed package.
   doCheck = false;
   pythonImportsCheck = [

@@ -1,6 +1,6 @@
 """Validate an export against the vendored Euro-IX schema of the version it declares.
 
-Real exports are messy (see ../shared/ixf/VALIDATION.txt), so an error only stops the render if
+Real exports are messy (wrong types in fields nobody reads are common), so an error only stops the render if
 it is in a field we read (or in a container of such fields): a wrong `url` type must not cost an
 IXP its monitoring, a `vlan_list` that is an object instead of an array must. `--strict` makes
 every error fatal. Checks are structural (no `format`), like Euro-IX's own validate.py; the values
