@@ -71,6 +71,18 @@ def test_without_notifiers_events_go_to_the_log(tmp_path):
     assert (p.returncode, p.stderr) == (0, "")
 
 
+def test_the_log_fallback_survives_the_preload(caplog):
+    """A live daemon imports every notifier module before it drops privileges, the log
+    notifier's module among them; the fallback to it must still work after that."""
+    from ixpect import daemon, notify
+
+    daemon.preload()
+    with caplog.at_level("WARNING", logger="ixpect.notify"):
+        chans = notify.channels({})
+    assert [type(c.notifier).__name__ for c in chans] == ["LogNotifier"]
+    assert notify.NO_NOTIFIER in caplog.text
+
+
 def test_demo_capture_is_what_its_script_builds(tmp_path):
     out = tmp_path / "demo.pcap"
     wrpcap(str(out), make_demo_pcap.build())

@@ -23,7 +23,8 @@ import jinja2
 from ixpect.events import Batch
 from ixpect.notify.render import Templates, failure
 
-log = logging.getLogger(__name__)
+# not `log`: importing the submodule ixpect.notify.log rebinds that name in this package
+logger = logging.getLogger(__name__)
 
 #: notifier key under `event.notifiers` -> "module:Class"
 KINDS = {
@@ -153,7 +154,7 @@ def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str =
     """Instantiate a Channel per configured channel of each notifier in `event.notifiers`;
     NotifierError when a file one needs cannot be read."""
     if not notifiers:
-        log.warning("%s", NO_NOTIFIER)
+        logger.warning("%s", NO_NOTIFIER)
         notifiers = {"log": {}}
     templates = Templates(templates_dir)
     out: list[Channel] = []
