@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import uuid
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -260,44 +259,6 @@ def test_a_gzip_bomb_from_the_portal_is_refused_with_bounded_memory(rendered):
         srv.server_close()
     assert result.returncode == 1 and "the export is larger than 64 MiB" in result.stderr, result.stderr
     assert int(result.stdout) < 250_000  # KiB of peak RSS: the cap, not the bomb
-    assert unchanged(rendered, before)
-
-
-class _Encoded(BaseHTTPRequestHandler):
-    """A portal sending the export gzip- or deflate-encoded (the path names which), or
-    truncated, or in an encoding nobody asked for."""
-
-    def do_GET(self):
-        body, encoding = EXPORT.read_bytes(), self.path.strip("/")
-        body = {"gzip": gzip.compress, "deflate": zlib.compress, "br": bytes}[encoding.split("-")[0]](body)
-        if encoding.endswith("-truncated"):
-            body, encoding = body[: len(body) // 2], encoding.removesuffix("-truncated")
-        self.send_response(200)
-        self.send_header("Content-Encoding", encoding)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_a_compressed_export_is_inflated_within_the_same_bounds(rendered):
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Encoded)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_address[1]}/"
-    before = outputs(rendered)
-    try:
-        for encoding in ("gzip", "deflate"):
-            p = render(url + encoding, rendered)
-            assert (p.returncode, p.stdout) == (0, "unchanged\n"), p.stderr
-        for encoding, error in (("gzip-truncated", "the gzip body ends early"),
-                                ("br", "unsupported Content-Encoding 'br'")):
-            p = render(url + encoding, rendered)
-            assert p.returncode == 1 and error in p.stderr, p.stderr
-    finally:
-        srv.shutdown()
-        srv.server_close()
     assert unchanged(rendered, before)
 
 
