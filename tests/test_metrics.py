@@ -212,7 +212,8 @@ def test_metrics_listen_moves_on_reload(tmp_path):
         moved = free_tcp_port()
         config(conf, moved)
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: refused(port) and scrape(moved), what="/metrics on the new port only")
+        # the old server closes before the new one binds (they may share the port): poll both
+        wait_for(lambda: serving(port) is None and serving(moved), what="/metrics on the new port only")
 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -223,19 +224,19 @@ def test_metrics_listen_moves_on_reload(tmp_path):
 
         conf.write_text(conf.read_text().split("metrics:")[0])
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: refused(moved), what="/metrics to stop")
+        wait_for(lambda: serving(moved) is None, what="/metrics to stop")
         assert proc.poll() is None and stop(proc) == 0
     finally:
         taken.close()
         stop(proc)
 
 
-def refused(port: int) -> bool:
+def serving(port: int) -> dict | None:
+    """What /metrics on `port` serves, None while nothing answers there."""
     try:
-        scrape(port)
+        return scrape(port)
     except OSError:
-        return True
-    return False
+        return None
 
 
 def test_a_failed_ixf_refresh_is_a_metric(tmp_path):
