@@ -32,6 +32,7 @@ python3Packages.buildPythonApplication {
     pyroute2
     pyyaml
     requests
+    urllib3
   ];
 
   # The pytest suite needs root, network namespaces and test data outside the package; it runs
