@@ -500,7 +500,7 @@ def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
         if cfg["event"]["notifiers"]:  # none: the log notifier, which reads no file
             channels_of(cfg["event"])
     except NotifierError as exc:
-        problems.append((exc.path, exc.reason))
+        problems += exc.problems
     return problems
 
 

@@ -332,7 +332,7 @@ def _started(args, make):
         return None
     try:
         return make()
-    except OSError as exc:
+    except (OSError, NotifierError) as exc:  # NotifierError: a file changed since the config was checked
         log.error("cannot start: %s", exc)
         return None
 

@@ -136,6 +136,40 @@ def test_files_the_config_names_are_checked_by_check_config_and_run(tmp_path, ca
     assert f"{conf}:{error}" in ran.stderr
 
 
+def test_check_config_names_every_unusable_notifier_file(tmp_path):
+    """Two broken channels: one check shows both, not one fix-and-retry round each."""
+    conf = tmp_path / "ixpect.conf.yaml"
+    conf.write_text(SECRET_CONFIG.format(secret="nothere")
+                    + "    matrix:\n      homeserver: http://127.0.0.1:9\n      access_token_file: token\n"
+                    + "      channels: [{room_id: '!r:m.example.net'}]\n")
+    checked = ixpect("check-config", conf)
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [
+        f"{conf}:11: event.notifiers.email.smtp.auth.pass_file: {tmp_path}/nothere: cannot read: No such file or directory",
+        f"{conf}:17: event.notifiers.matrix.access_token_file: {tmp_path}/token: cannot read: No such file or directory"]
+
+
+def test_a_secret_gone_between_the_check_and_the_start_is_an_error_not_a_traceback(tmp_path, monkeypatch, caplog):
+    """systemd may rotate a credential between loading the config and building the notifiers."""
+    from ixpect import cli, daemon
+
+    secret = tmp_path / "pass"
+    secret.write_text("s3cret\n")
+    conf = tmp_path / "ixpect.conf.yaml"
+    conf.write_text(SECRET_CONFIG.format(secret=secret))
+    load = daemon.load
+
+    def load_then_lose_the_secret(path):
+        loaded = load(path)
+        secret.unlink()
+        return loaded
+
+    monkeypatch.setattr(daemon, "load", load_then_lose_the_secret)
+    args = cli.parser().parse_args(["run", "-c", str(conf), "--pcap", str(REPO / "examples" / "demo.pcap")])
+    assert daemon.run(args) == daemon.EXIT_CONFIG
+    assert f"cannot start: event.notifiers.email.smtp.auth.pass_file: {secret}: cannot read: No such file" in caplog.text
+
+
 def test_a_reload_while_a_secret_is_missing_is_refused_and_notify_lives(tmp_path):
     secret = tmp_path / "pass"
     secret.write_text("s3cret\n")

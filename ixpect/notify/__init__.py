@@ -133,13 +133,13 @@ def _key(kind: str, channel_cfg: dict) -> str:
 
 
 class NotifierError(Exception):
-    """A notifier cannot be built: a file it reads (secret, template) is unusable.
-    `path` is the config key it comes from, e.g. ("event", "notifiers", "email")."""
+    """Notifiers cannot be built: files they read (secret, template) are unusable.
+    `problems` are (config key, reason) pairs, the key e.g. ("event", "notifiers", "email"),
+    all of them, so that one check shows every file to fix."""
 
-    def __init__(self, path: tuple, reason: str):
-        super().__init__(f"{'.'.join(map(str, path))}: {reason}")
-        self.path = path
-        self.reason = reason
+    def __init__(self, problems: list[tuple[tuple, str]]):
+        super().__init__("; ".join(f"{'.'.join(map(str, path))}: {reason}" for path, reason in problems))
+        self.problems = problems
 
 
 def _key_of(cfg, value, path: tuple = ()) -> tuple | None:
@@ -152,12 +152,13 @@ def _key_of(cfg, value, path: tuple = ()) -> tuple | None:
 
 def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str = "compatible") -> list[Channel]:
     """Instantiate a Channel per configured channel of each notifier in `event.notifiers`;
-    NotifierError when a file one needs cannot be read."""
+    NotifierError when files they need cannot be read."""
     if not notifiers:
         logger.warning("%s", NO_NOTIFIER)
         notifiers = {"log": {}}
     templates = Templates(templates_dir)
     out: list[Channel] = []
+    problems: list[tuple[tuple, str]] = []
     for kind, cfg in notifiers.items():
         module, _, cls = KINDS[kind].partition(":")
         notifier_cls = getattr(importlib.import_module(module), cls)
@@ -167,11 +168,14 @@ def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str =
             except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
                 where = _key_of(cfg, getattr(exc, "filename", None)) or (
                     ("channels", i) if cfg.get("channels") else ())
-                raise NotifierError(("event", "notifiers", kind, *where),
-                                    failure(exc, getattr(exc, "filename", None) or kind)) from None
+                problems.append((("event", "notifiers", kind, *where),
+                                 failure(exc, getattr(exc, "filename", None) or kind)))
+                continue
             _scrubber.secrets.update(notifier.secrets)
             key = _key(kind, ch)
             taken = sum(c.key.startswith(key) for c in out)  # same destination twice
             out.append(Channel(f"{kind}[{i}]", ch.get("events"), notifier, f"{key}-{taken}" if taken else key,
                                catch_all))
+    if problems:
+        raise NotifierError(problems)
     return out
