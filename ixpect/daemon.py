@@ -35,6 +35,10 @@ EXIT_OK, EXIT_CONFIG, EXIT_BAD_INPUT = 0, 1, 2
 CLOSE_TIMEOUT = 10.0
 #: a live loop waits at most this long for frames before it closes windows on wall-clock time
 TICK = 1.0
+#: a stopping live loop reads on for at most this long (seconds), until a read of
+#: DRAIN_READ comes back empty: the frames that arrived before the stop may wait in the
+#: ring's current block, which the kernel hands over only when it retires it (50 ms)
+DRAIN, DRAIN_READ = 1.0, 0.2
 #: kernel drops are logged at most this often (seconds)
 DROPS_EVERY = 10.0
 #: capture sends its counters to notify this often (seconds)
@@ -242,9 +246,9 @@ class Notify(Service):
 
 
 def live(monitor: Monitor, source, after_chunk=None) -> None:
-    """Feed the source's chunks until SIGTERM. Frames bring their kernel time; when
-    none arrive, windows still close on wall-clock time, and the watchdog notices the
-    silence. Kernel drops are logged."""
+    """Feed the source's chunks until SIGTERM, and those that arrived before it. Frames
+    bring their kernel time; when none arrive, windows still close on wall-clock time,
+    and the watchdog notices the silence. Kernel drops are logged."""
     engine, dropped, reported = monitor.engine, 0, 0.0
     log.info("capturing from %s", source.describe())
     watchdog = monitor.watchdog = Watchdog(monitor.cfg["watchdog"], source.name, time.time())
@@ -263,7 +267,13 @@ def live(monitor: Monitor, source, after_chunk=None) -> None:
         monitor.checkpoint(now)
         if after_chunk is not None:
             after_chunk()
-        monitor.apply_signals()
+        try:
+            monitor.apply_signals()
+        except Stop:
+            deadline = time.monotonic() + DRAIN
+            while time.monotonic() < deadline and (chunk := source.read(DRAIN_READ)):
+                engine.feed(chunk)
+            raise
 
 
 def open_source(args, inherited: int | None = None):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ctypes
 import secrets
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +149,32 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_frames_that_arrived_before_sigterm_are_still_judged(lan, monitor_ns, tmp_path):  # noqa: F811
+    """A restart (systemd, a deployment) judges what is already in the ring, not only the
+    block being read when SIGTERM comes: a daemon held with SIGSTOP while three bursts fill
+    three ring blocks, then sent SIGTERM, reports all three."""
+    host_end, _ = lan.monitor_port()
+    netns_up("--name", monitor_ns, "--interface", host_end)
+    conf, jsonl = tmp_path / "ixpect.conf.yaml", tmp_path / "events.jsonl"
+    conf.write_text('{"probes": {"arp_neighbor": {"enable": true, "dynamic_enable": true}}}')
+    proc = start(["run", "-c", conf, "--interface", host_end, "--netns", monitor_ns, "--jsonl", jsonl],
+                 tmp_path / "run.log")
+    bursts = [[f"10.1.{b}.{i}" for i in range(1, 101)] for b in range(3)]
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        for burst in bursts:  # the kernel retires a block 50 ms after its first frame
+            lan.send("peer1", [Ether(src=PEER1_MAC, dst=BCAST) / ARP(hwsrc=PEER1_MAC, psrc=ip, pdst="10.1.9.1")
+                               for ip in burst])
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGCONT)
+        assert proc.wait(20) == 0
+    finally:
+        stop(proc)
+    seen = {e["data"]["ip4_addr"] for e in read_jsonl(jsonl) if e["type"] == "ARP_NEIGHBOR_NEW_DYNAMIC"}
+    assert seen == {ip for burst in bursts for ip in burst}
 
 
 def test_kernel_vxlan_device_in_the_capture_namespace(monitor_ns, tmp_path):  # noqa: F811
