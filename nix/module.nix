@@ -45,6 +45,17 @@ let
   configPath = if useIxf then renderedConfig else "/etc/ixpect/ixpect.conf.yaml";
   socket = "/run/ixpect/notify.sock";
 
+  # A positive systemd time span ("1h", "30min", "1h 30min", "90"): a typo would otherwise
+  # surface only as a timer that systemd refuses on the running host.
+  timeSpan =
+    let
+      unit = "(usec|us|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)";
+    in
+    types.addCheck (types.strMatching " *([0-9]+(\\.[0-9]+)? *${unit}? *)+") (s: builtins.match ".*[1-9].*" s != null)
+    // {
+      description = "positive systemd time span (e.g. \"1h\", \"30min\")";
+    };
+
   # Build-time validation: a config that `ixpect check-config` rejects fails the build
   # (the secrets and templates it names are the running system's: checked at start).
   validated =
@@ -293,7 +304,7 @@ in
         description = "`id` of the peering VLAN in the export.";
       };
       interval = mkOption {
-        type = types.str;
+        type = timeSpan;
         default = "1h";
         description = "How long to wait after one render before the next (systemd time span).";
       };

@@ -514,6 +514,22 @@ def test_bad_options_are_rejected(capture, error, nix):
         render_units.evaluate(f"{{ services.ixpect = {{ enable = true; {capture} }}; }}", str(VENV))
 
 
+@pytest.mark.parametrize("span", ["1h", "30min", "1h 30min", "1h30min", "90", "2.5h", "1w 2d", "500ms", "1 y",
+                                  "hourly", "1 fortnight", "0", "0h 0min", "1h-", "", "h", "-1h", "1.h"])
+def test_ixf_interval_is_what_systemd_accepts_as_a_positive_span(span, nix):
+    """The module refuses at evaluation what systemd would refuse on the host (or run at once)."""
+    parsed = analyze("timespan", "--", span)
+    positive = parsed.returncode == 0 and re.search(r"μs: *([1-9][0-9]*)$", parsed.stdout, re.M) is not None
+    definitions = INTERFACE_IXF.replace("vlanId = 2;", f"vlanId = 2; interval = {json.dumps(span)};")
+    if positive:
+        timer = render_units.evaluate(definitions, str(VENV))["timers"]["ixpect-ixf"]["timerConfig"]
+        assert timer["OnUnitInactiveSec"] == span
+    else:
+        with pytest.raises(render_units.NixError, match=re.escape(
+                "`services.ixpect.ixf.interval' is not of type `positive systemd time span")):
+            render_units.evaluate(definitions, str(VENV))
+
+
 # A DD-IX-style deployment's `services.ixpect` (the shape of a real one, with
 # documentation addresses): the options this module shares with DD-IX's.
 DDIX_DEPLOYMENT = """{ services.ixpect = {

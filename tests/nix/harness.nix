@@ -57,6 +57,8 @@ let
     nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) // { elemType = t; wraps = true; };
     listOf = t: mkType "list of ${t.name}" isList // { elemType = t; };
     attrsOf = t: mkType "attribute set of ${t.name}" (v: isAttrs v && !(v ? outPath)) // { elemType = t; };
+    strMatching = re: mkType "string matching the pattern ${re}" (v: builtins.isString v && builtins.match re v != null);
+    addCheck = t: check: t // { check = v: t.check v && check v; };
     oneOf = ts: mkType (builtins.concatStringsSep " or " (map (t: t.name) ts)) (v: builtins.any (t: t.check v) ts);
     submodule = m: mkType "submodule" isAttrs // { inherit (m) options; };
     # pkgs.formats.yaml's type: anything JSON can hold (YAML is a superset).
@@ -220,7 +222,7 @@ let
   checkValue =
     path: t: v:
     if !(t.check v) then
-      throw "The option `${path}' is not of type `${t.name}' (got a ${typeOf v})."
+      throw "The option `${path}' is not of type `${t.description or t.name}' (got a ${typeOf v})."
     else if t ? options then
       check path t.options v
     else if !(t ? elemType) || v == null then
