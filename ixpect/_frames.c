@@ -35,8 +35,10 @@
  *     EtherType up (teach() returns False) and lets all of it through. forget()
  *     drops every fingerprint, for a probe whose verdicts are no longer final.
  *     With `tally`, it also counts the frames it swallowed per fingerprint, for the
- *     probes that count frames: tallies() gives [(teaching frame, frames swallowed
- *     alike)] since its last call, fingerprints dropped since included. And it
+ *     probes that count frames: tallies() gives [(frame alike, frames swallowed)]
+ *     since its last call, fingerprints dropped since included; the frame alike has
+ *     its EtherType, the fingerprint's bytes in the ranges and zeros elsewhere (so the
+ *     sieve keeps no frame). And it
  *     swallows a frame only once a frame of the same source MAC and destination class
  *     (broadcast, multicast, unicast) was taught since the last recount(): a counting
  *     probe's window sees each source's first frame, whatever fingerprints it learned.
@@ -265,8 +267,7 @@ typedef struct {
     int ether_type, nranges, forgotten;
     Py_ssize_t min_len, key_len, length_at, length_base;  /* length_at -1: no length field */
     Py_ssize_t ranges[MAX_RANGES][2];
-    PyObject *quiet;                     /* fingerprint -> its index in `taught` */
-    PyObject *taught;                    /* with tally: the frame that taught each fingerprint */
+    PyObject *quiet;                     /* fingerprint -> its index in `tally` */
     unsigned long long *tally;           /* with tally: frames swallowed per fingerprint */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
@@ -319,9 +320,8 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value, Py_ssize_t limi
     if (!rule->quiet)
         return -1;
     if (tallying) {
-        rule->taught = PyList_New(0);
         rule->tally = PyMem_Calloc(limit > 0 ? limit : 1, sizeof *rule->tally);
-        if (!rule->taught || !rule->tally) {
+        if (!rule->tally) {
             PyErr_NoMemory();
             return -1;
         }
@@ -332,7 +332,6 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value, Py_ssize_t limi
 static void rule_free(Rule *rule)
 {
     Py_CLEAR(rule->quiet);
-    Py_CLEAR(rule->taught);
     PyMem_Free(rule->tally);
     rule->tally = NULL;
 }
@@ -433,14 +432,38 @@ static int sieve_quiet(Sieve *self, PyObject *frame)
     return 1;
 }
 
-/* With tally: move the rule's counts to `pending` as (teaching frame, n). */
+/* A frame alike to those of the fingerprint: its EtherType, its bytes in the rule's
+ * ranges, zeros elsewhere, min_len (at least 14) long. A new reference. */
+static PyObject *alike(Rule *rule, PyObject *fp)
+{
+    Py_ssize_t len = rule->min_len > 14 ? rule->min_len : 14;
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, len);
+    if (!frame)
+        return NULL;
+    char *out = PyBytes_AS_STRING(frame);
+    const char *key = PyBytes_AS_STRING(fp);
+    memset(out, 0, len);
+    out[12] = rule->ether_type >> 8;
+    out[13] = rule->ether_type & 0xFF;
+    for (int i = 0; i < rule->nranges; i++) {
+        Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
+        memcpy(out + a, key, b - a);
+        key += b - a;
+    }
+    return frame;
+}
+
+/* With tally: move the rule's counts to `pending` as (frame alike, n). */
 static int rule_drain(Sieve *self, Rule *rule)
 {
-    Py_ssize_t n = rule->tally ? PyList_GET_SIZE(rule->taught) : 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *fp, *index;
+    Py_ssize_t pos = 0;
+    while (rule->tally && PyDict_Next(rule->quiet, &pos, &fp, &index)) {
+        Py_ssize_t i = PyLong_AsSsize_t(index);
         if (!rule->tally[i])
             continue;
-        PyObject *pair = Py_BuildValue("(OK)", PyList_GET_ITEM(rule->taught, i), rule->tally[i]);
+        PyObject *frame = alike(rule, fp);
+        PyObject *pair = frame ? Py_BuildValue("(NK)", frame, rule->tally[i]) : NULL;
         if (!pair || PyList_Append(self->pending, pair) < 0) {
             Py_XDECREF(pair);
             return -1;
@@ -454,7 +477,7 @@ static int rule_drain(Sieve *self, Rule *rule)
 /* Drop the rule's fingerprints, their counts kept in `pending`. */
 static int rule_clear(Sieve *self, Rule *rule)
 {
-    if (rule_drain(self, rule) < 0 || (rule->taught && PyList_SetSlice(rule->taught, 0, PY_SSIZE_T_MAX, NULL) < 0))
+    if (rule_drain(self, rule) < 0)
         return -1;
     PyDict_Clear(rule->quiet);
     return 0;
@@ -535,8 +558,7 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
         return NULL;
     int known = PyDict_Contains(rule->quiet, fp);  /* taught again: a frame past the deadline */
     PyObject *index = known ? NULL : PyLong_FromSsize_t(size);
-    int failed = known < 0 || (!known && (!index || PyDict_SetItem(rule->quiet, fp, index) < 0 ||
-                                          (rule->taught && PyList_Append(rule->taught, frame) < 0)));
+    int failed = known < 0 || (!known && (!index || PyDict_SetItem(rule->quiet, fp, index) < 0));
     Py_DECREF(fp);
     Py_XDECREF(index);
     if (failed)
@@ -626,7 +648,7 @@ static PyMethodDef sieve_methods[] = {
     {"recount", (PyCFunction)sieve_recount, METH_NOARGS,
      "Swallow no frame of a source until one of its frames is taught again (with tally)."},
     {"tallies", (PyCFunction)sieve_tallies, METH_NOARGS,
-     "[(teaching frame, frames swallowed alike)] since the last call (with tally)."},
+     "[(frame alike, frames swallowed)] since the last call (with tally)."},
     {NULL},
 };
 

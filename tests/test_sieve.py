@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import sys
 
 import pytest
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -127,6 +128,19 @@ def test_sieve_tallies_per_fingerprint_across_forgetting():
     list(sieve.over([(2.0, frame)] * 2))
     assert sorted(sieve.tallies()) == sorted([(frame, 3), (other, 1), (frame, 2)])
     assert sieve.tallies() == []
+
+
+def test_sieve_tallies_keep_no_frame():
+    """A counting probe gets a frame alike in the sieved bytes, not the frame that
+    taught them: the sieve holds no frame, whatever its size, for its tallies."""
+    frame = bytes.fromhex("ffffffffffff 020000000001 0806 0001") + bytes(range(1, 200))
+    sieve = Sieve({0x0806: (42, ((0, 12), (20, 22)))}, 100, True)
+    held = sys.getrefcount(frame)
+    sieve.teach(frame)
+    assert sys.getrefcount(frame) == held
+    list(sieve.over([(1.0, frame)] * 2))
+    alike = frame[:14] + bytes(6) + frame[20:22] + bytes(20)
+    assert sieve.tallies() == [(alike, 2)]
 
 
 def test_a_fingerprint_taught_again_keeps_its_tally():
