@@ -38,12 +38,13 @@ CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
 #: 18): an NS or NA with its link-layer address option, what a LAN floods most of
 _SIEVED_DECODERS = {ETH_ARP: (("arp",), 42, ((14, 20),), ()),
                     ETH_IPV6: (("ip6", "nd"), 86, ((14, 86),), (18, 54))}
-#: fingerprints the sieve keeps per EtherType. When they fill up it starts over, unless
-#: they saved fewer frames than there are of them: then the EtherType is too varied
-#: (say ARP between every pair of a large LAN's routers with arp_bogon on), teaching
-#: would cost more than it saves, and its frames all run the probes until the next
-#: reconfiguration.
-SIEVE_LIMIT = 1 << 16
+#: fingerprints the sieve keeps per EtherType: room for the ARP and ND of a large LAN
+#: (1,000 routers with 100 sessions each ask for 100,000 pairs). When they fill up it
+#: starts over, unless they saved fewer frames than there are of them: then the
+#: EtherType is too varied (made-up addresses, or ARP between every pair of a very
+#: large LAN's routers with arp_bogon on), teaching would cost more than it saves, and
+#: its frames all run the probes until the next reconfiguration.
+SIEVE_LIMIT = 1 << 18
 #: the snaplen of a source that never cuts frames short
 _UNCUT = float("inf")
 
