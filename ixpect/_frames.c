@@ -261,14 +261,99 @@ static PyObject *tpacket_v3(PyObject *module, PyObject *args)
     return out;
 }
 
+/* -- Keys: a set of byte strings of one length ------------------------------ */
+
+/* Open addressing over the keys, kept in the order they came (their index) with a
+ * count each: no Python object per key or per lookup. Hashed with CPython's own
+ * (randomised SipHash) bytes hash, so that made-up frames cannot pile up in one
+ * chain. */
+typedef struct {
+    Py_ssize_t len, size, room;          /* key length; keys held; keys the arrays have room for */
+    size_t mask;                         /* slots - 1: a power of 2 minus 1, or 0 with no slots */
+    uint64_t *slots;                     /* 0 free, else the hash's top 32 bits << 32 | index + 1 */
+    unsigned char *keys;                 /* size keys of len bytes, in the order they came */
+    unsigned long long *counts;          /* one per key */
+} Keys;
+
+static void keys_free(Keys *k)
+{
+    PyMem_Free(k->slots);
+    PyMem_Free(k->keys);
+    PyMem_Free(k->counts);
+    k->slots = NULL, k->keys = NULL, k->counts = NULL;
+    k->size = k->room = 0, k->mask = 0;
+}
+
+static inline uint64_t keys_tag(Py_hash_t h)
+{
+    return (uint64_t)h & 0xFFFFFFFF00000000ULL;
+}
+
+/* The key's index, or -1. */
+static Py_ssize_t keys_find(const Keys *k, const unsigned char *key, Py_hash_t h)
+{
+    if (!k->size)
+        return -1;
+    for (size_t i = (size_t)h & k->mask;; i = (i + 1) & k->mask) {
+        uint64_t slot = k->slots[i];
+        if (!slot)
+            return -1;
+        Py_ssize_t index = (Py_ssize_t)(slot & 0xFFFFFFFF) - 1;
+        if ((slot & 0xFFFFFFFF00000000ULL) == keys_tag(h) && !memcmp(k->keys + index * k->len, key, k->len))
+            return index;
+    }
+}
+
+static void keys_slot(Keys *k, Py_hash_t h, Py_ssize_t index)
+{
+    size_t i = (size_t)h & k->mask;
+    while (k->slots[i])
+        i = (i + 1) & k->mask;
+    k->slots[i] = keys_tag(h) | (uint64_t)(index + 1);
+}
+
+/* Add a key not held yet; its index, or -1 with MemoryError. */
+static Py_ssize_t keys_add(Keys *k, const unsigned char *key, Py_hash_t h)
+{
+    if (k->size == k->room) {
+        Py_ssize_t room = k->room ? 2 * k->room : 64;
+        unsigned char *keys = PyMem_Realloc(k->keys, room * k->len);
+        if (keys)
+            k->keys = keys;
+        unsigned long long *counts = keys ? PyMem_Realloc(k->counts, room * sizeof *counts) : NULL;
+        if (!counts) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(counts + k->room, 0, (room - k->room) * sizeof *counts);
+        k->counts = counts;
+        k->room = room;
+    }
+    if ((size_t)(k->size + 1) * 4 > (k->mask + 1) * 3 || !k->slots) {  /* at most 3/4 full */
+        size_t slots = k->slots ? 2 * (k->mask + 1) : 128;
+        uint64_t *fresh = PyMem_Calloc(slots, sizeof *fresh);
+        if (!fresh) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        PyMem_Free(k->slots);
+        k->slots = fresh;
+        k->mask = slots - 1;
+        for (Py_ssize_t i = 0; i < k->size; i++)
+            keys_slot(k, _Py_HashBytes(k->keys + i * k->len, k->len), i);
+    }
+    memcpy(k->keys + k->size * k->len, key, k->len);
+    keys_slot(k, h, k->size);
+    return k->size++;
+}
+
 /* -- Sieve -------------------------------------------------------------------- */
 
 typedef struct {
     int ether_type, nranges, forgotten;
-    Py_ssize_t min_len, key_len, length_at, length_base;  /* length_at -1: no length field */
+    Py_ssize_t min_len, length_at, length_base;  /* length_at -1: no length field */
     Py_ssize_t ranges[MAX_RANGES][2];
-    PyObject *quiet;                     /* fingerprint -> its index in `tally` */
-    unsigned long long *tally;           /* with tally: frames swallowed per fingerprint */
+    Keys quiet;                          /* fingerprints; with tally, frames swallowed of each */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
 } Rule;
@@ -280,11 +365,11 @@ typedef struct {
     Py_ssize_t limit;
     PyObject *source;
     PyObject *pending;                   /* with tally: (frame, n) of fingerprints dropped */
-    PyObject *sources;                   /* with tally: class + source MAC taught since recount() */
+    Keys sources;                        /* with tally: class + source MAC taught since recount() */
     double deadline, last;
 } Sieve;
 
-static int sieve_rule(Rule *rule, PyObject *et, PyObject *value, Py_ssize_t limit, int tallying)
+static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
 {
     PyObject *ranges;
     rule->ether_type = (int)PyLong_AsLong(et);
@@ -303,12 +388,12 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value, Py_ssize_t limi
         PyErr_SetString(PyExc_ValueError, "too many ranges");
         return -1;
     }
-    rule->key_len = 0;
+    rule->quiet.len = 0;
     for (Py_ssize_t i = 0; i < nr; i++) {
         Py_ssize_t a, b;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn", &a, &b))
             return -1;
-        if (a < 0 || b < a || b > rule->min_len || (rule->key_len += b - a) > MAX_KEY) {
+        if (a < 0 || b < a || b > rule->min_len || (rule->quiet.len += b - a) > MAX_KEY) {
             PyErr_Format(PyExc_ValueError, "range (%zd, %zd) outside the key or the minimum length", a, b);
             return -1;
         }
@@ -316,24 +401,7 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value, Py_ssize_t limi
         rule->ranges[i][1] = b;
     }
     rule->nranges = (int)nr;
-    rule->quiet = PyDict_New();
-    if (!rule->quiet)
-        return -1;
-    if (tallying) {
-        rule->tally = PyMem_Calloc(limit > 0 ? limit : 1, sizeof *rule->tally);
-        if (!rule->tally) {
-            PyErr_NoMemory();
-            return -1;
-        }
-    }
     return 0;
-}
-
-static void rule_free(Rule *rule)
-{
-    Py_CLEAR(rule->quiet);
-    PyMem_Free(rule->tally);
-    rule->tally = NULL;
 }
 
 static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
@@ -346,13 +414,12 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec of at most 16 EtherTypes");
         return -1;
     }
-    if (self->tallying && (!(self->pending = PyList_New(0)) || !(self->sources = PySet_New(NULL))))
+    if (self->tallying && !(self->pending = PyList_New(0)))
         return -1;
+    self->sources.len = 7;
     while (PyDict_Next(spec, &pos, &et, &value)) {
-        if (sieve_rule(&self->rules[self->nrules], et, value, self->limit, self->tallying) < 0) {
-            rule_free(&self->rules[self->nrules]);
+        if (sieve_rule(&self->rules[self->nrules], et, value) < 0)
             return -1;
-        }
         self->nrules++;
     }
     self->deadline = Py_HUGE_VAL;
@@ -379,69 +446,60 @@ static Rule *sieve_rule_for(Sieve *self, const unsigned char *p, Py_ssize_t len)
 }
 
 /* The frame's destination class (0 broadcast, 1 multicast, 2 unicast) and source MAC. */
-static PyObject *source_key(const unsigned char *p)
+static void source_key(const unsigned char *p, unsigned char key[7])
 {
     static const unsigned char broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    char key[7];
     key[0] = !memcmp(p, broadcast, 6) ? 0 : p[0] & 1 ? 1 : 2;
     memcpy(key + 1, p + 6, 6);
-    return PyBytes_FromStringAndSize(key, 7);
 }
 
-/* The frame's bytes in the rule's ranges, concatenated: a new reference. */
-static PyObject *fingerprint(Rule *rule, const unsigned char *p)
+/* The frame's bytes in the rule's ranges, concatenated into `key`; their hash. */
+static Py_hash_t fingerprint(const Rule *rule, const unsigned char *p, unsigned char *key)
 {
-    PyObject *fp = PyBytes_FromStringAndSize(NULL, rule->key_len);
-    if (!fp)
-        return NULL;
-    char *key = PyBytes_AS_STRING(fp);
+    unsigned char *out = key;
     for (int i = 0; i < rule->nranges; i++) {
         Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
-        memcpy(key, p + a, b - a);
-        key += b - a;
+        memcpy(out, p + a, b - a);
+        out += b - a;
     }
-    return fp;
+    return _Py_HashBytes(key, rule->quiet.len);
 }
 
-/* 1: swallow the frame (counted), 0: let it through, -1: error. */
+/* Whether the frame's class and source MAC were taught since recount() (with tally). */
+static int source_taught(const Sieve *self, const unsigned char *p)
+{
+    unsigned char key[7];
+    source_key(p, key);
+    return keys_find(&self->sources, key, _Py_HashBytes(key, 7)) >= 0;
+}
+
+/* 1: swallow the frame (counted), 0: let it through. */
 static int sieve_quiet(Sieve *self, PyObject *frame)
 {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
     Py_ssize_t len = PyBytes_GET_SIZE(frame);
     Rule *rule = sieve_rule_for(self, p, len);
-    if (!rule || PyDict_GET_SIZE(rule->quiet) == 0)
+    if (!rule || !rule->quiet.size)
         return 0;
-    PyObject *fp = fingerprint(rule, p);
-    if (!fp)
-        return -1;
-    PyObject *index = PyDict_GetItemWithError(rule->quiet, fp);  /* borrowed */
-    Py_DECREF(fp);
-    if (!index)
-        return PyErr_Occurred() ? -1 : 0;
-    if (self->sources) {
-        PyObject *source = source_key(p);
-        int counted = source ? PySet_Contains(self->sources, source) : -1;
-        Py_XDECREF(source);
-        if (counted != 1)
-            return counted;
-    }
+    unsigned char key[MAX_KEY];
+    Py_ssize_t index = keys_find(&rule->quiet, key, fingerprint(rule, p, key));
+    if (index < 0 || (self->tallying && !source_taught(self, p)))
+        return 0;
     rule->frames++;
     rule->bytes += len;
-    if (rule->tally)
-        rule->tally[PyLong_AsSsize_t(index)]++;
+    rule->quiet.counts[index]++;
     return 1;
 }
 
 /* A frame alike to those of the fingerprint: its EtherType, its bytes in the rule's
  * ranges, zeros elsewhere, min_len (at least 14) long. A new reference. */
-static PyObject *alike(Rule *rule, PyObject *fp)
+static PyObject *alike(const Rule *rule, const unsigned char *key)
 {
     Py_ssize_t len = rule->min_len > 14 ? rule->min_len : 14;
     PyObject *frame = PyBytes_FromStringAndSize(NULL, len);
     if (!frame)
         return NULL;
     char *out = PyBytes_AS_STRING(frame);
-    const char *key = PyBytes_AS_STRING(fp);
     memset(out, 0, len);
     out[12] = rule->ether_type >> 8;
     out[13] = rule->ether_type & 0xFF;
@@ -456,20 +514,18 @@ static PyObject *alike(Rule *rule, PyObject *fp)
 /* With tally: move the rule's counts to `pending` as (frame alike, n). */
 static int rule_drain(Sieve *self, Rule *rule)
 {
-    PyObject *fp, *index;
-    Py_ssize_t pos = 0;
-    while (rule->tally && PyDict_Next(rule->quiet, &pos, &fp, &index)) {
-        Py_ssize_t i = PyLong_AsSsize_t(index);
-        if (!rule->tally[i])
+    Keys *quiet = &rule->quiet;
+    for (Py_ssize_t i = 0; self->tallying && i < quiet->size; i++) {
+        if (!quiet->counts[i])
             continue;
-        PyObject *frame = alike(rule, fp);
-        PyObject *pair = frame ? Py_BuildValue("(NK)", frame, rule->tally[i]) : NULL;
+        PyObject *frame = alike(rule, quiet->keys + i * quiet->len);
+        PyObject *pair = frame ? Py_BuildValue("(NK)", frame, quiet->counts[i]) : NULL;
         if (!pair || PyList_Append(self->pending, pair) < 0) {
             Py_XDECREF(pair);
             return -1;
         }
         Py_DECREF(pair);
-        rule->tally[i] = 0;
+        quiet->counts[i] = 0;
     }
     return 0;
 }
@@ -479,7 +535,7 @@ static int rule_clear(Sieve *self, Rule *rule)
 {
     if (rule_drain(self, rule) < 0)
         return -1;
-    PyDict_Clear(rule->quiet);
+    keys_free(&rule->quiet);  /* its memory too: a sieve forgotten often stays small */
     return 0;
 }
 
@@ -497,14 +553,8 @@ static PyObject *sieve_next(Sieve *self)
         double t = PyFloat_AS_DOUBLE(ts);
         if (t >= self->deadline)
             return item;
-        int quiet = sieve_quiet(self, frame);
-        if (quiet != 1) {
-            if (quiet < 0) {
-                Py_DECREF(item);
-                return NULL;
-            }
+        if (!sieve_quiet(self, frame))
             return item;
-        }
         if (t > self->last)
             self->last = t;
         Py_DECREF(item);
@@ -531,8 +581,7 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
     Rule *rule = sieve_rule_for(self, p, PyBytes_GET_SIZE(frame));
     if (!rule)
         Py_RETURN_TRUE;
-    Py_ssize_t size = PyDict_GET_SIZE(rule->quiet);
-    if (size >= self->limit) {
+    if (rule->quiet.size >= self->limit) {
         int give_up = rule->frames - rule->frames_at_fill < (unsigned long long)self->limit;
         rule->frames_at_fill = rule->frames;
         if (rule_clear(self, rule) < 0)
@@ -541,27 +590,20 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
             rule->forgotten = 1;  /* fewer frames saved than fingerprints kept */
             Py_RETURN_FALSE;
         }
-        size = 0;
     }
-    if (self->sources) {
-        if (PySet_GET_SIZE(self->sources) >= self->limit)
-            PySet_Clear(self->sources);  /* too many sources: their frames run the probes again */
-        PyObject *source = source_key(p);
-        if (!source || PySet_Add(self->sources, source) < 0) {
-            Py_XDECREF(source);
+    if (self->tallying) {
+        unsigned char source[7];
+        source_key(p, source);
+        Py_hash_t h = _Py_HashBytes(source, 7);
+        if (self->sources.size >= self->limit)
+            keys_free(&self->sources);  /* too many sources: their frames run the probes again */
+        if (keys_find(&self->sources, source, h) < 0 && keys_add(&self->sources, source, h) < 0)
             return NULL;
-        }
-        Py_DECREF(source);
     }
-    PyObject *fp = fingerprint(rule, p);
-    if (!fp)
-        return NULL;
-    int known = PyDict_Contains(rule->quiet, fp);  /* taught again: a frame past the deadline */
-    PyObject *index = known ? NULL : PyLong_FromSsize_t(size);
-    int failed = known < 0 || (!known && (!index || PyDict_SetItem(rule->quiet, fp, index) < 0));
-    Py_DECREF(fp);
-    Py_XDECREF(index);
-    if (failed)
+    unsigned char key[MAX_KEY];
+    Py_hash_t h = fingerprint(rule, p, key);
+    /* known already: taught again, a frame past the deadline */
+    if (keys_find(&rule->quiet, key, h) < 0 && keys_add(&rule->quiet, key, h) < 0)
         return NULL;
     Py_RETURN_TRUE;
 }
@@ -579,8 +621,7 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
 
 static PyObject *sieve_recount(Sieve *self, PyObject *unused)
 {
-    if (self->sources)
-        PySet_Clear(self->sources);
+    keys_free(&self->sources);
     Py_RETURN_NONE;
 }
 
@@ -624,11 +665,11 @@ static int sieve_traverse(Sieve *self, visitproc visit, void *arg)
 static int sieve_clear(Sieve *self)
 {
     for (int i = 0; i < self->nrules; i++)
-        rule_free(&self->rules[i]);
+        keys_free(&self->rules[i].quiet);
     self->nrules = 0;
     Py_CLEAR(self->source);
     Py_CLEAR(self->pending);
-    Py_CLEAR(self->sources);
+    keys_free(&self->sources);
     return 0;
 }
 
