@@ -34,14 +34,13 @@
  *     unless they saved fewer frames than there are of them; then it gives the
  *     EtherType up (teach() returns False) and lets all of it through. forget()
  *     drops every fingerprint, for a probe whose verdicts are no longer final.
- *     With `tally`, it also counts the frames it swallowed per fingerprint, for the
- *     probes that count frames: tallies() gives [(frame alike, frames swallowed)]
- *     since its last call, fingerprints dropped since included; the frame alike has
- *     its EtherType, the fingerprint's bytes in the ranges and zeros elsewhere (so the
- *     sieve keeps no frame). And it
- *     swallows a frame only once a frame of the same source MAC and destination class
- *     (broadcast, multicast, unicast) was taught since the last recount(): a counting
- *     probe's window sees each source's first frame, whatever fingerprints it learned.
+ *     With `tally`, for the probes that count frames, it swallows a frame only once a
+ *     frame of the same source MAC and destination class (broadcast, multicast,
+ *     unicast) was taught since the last recount(): a counting probe's window sees
+ *     each source's first frame, whatever fingerprints it learned. And it counts the
+ *     frames it swallowed per source: tallies() gives [(source, frames swallowed)]
+ *     since its last call, where source is the class (0, 1, 2) and the source MAC,
+ *     7 bytes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -272,7 +271,8 @@ typedef struct {
     size_t mask;                         /* slots - 1: a power of 2 minus 1, or 0 with no slots */
     uint64_t *slots;                     /* 0 free, else the hash's top 32 bits << 32 | index + 1 */
     unsigned char *keys;                 /* size keys of len bytes, in the order they came */
-    unsigned long long *counts;          /* one per key */
+    unsigned long long *counts;          /* with `counted`, one per key */
+    int counted;
 } Keys;
 
 static void keys_free(Keys *k)
@@ -320,13 +320,15 @@ static Py_ssize_t keys_add(Keys *k, const unsigned char *key, Py_hash_t h)
         unsigned char *keys = PyMem_Realloc(k->keys, room * k->len);
         if (keys)
             k->keys = keys;
-        unsigned long long *counts = keys ? PyMem_Realloc(k->counts, room * sizeof *counts) : NULL;
-        if (!counts) {
+        unsigned long long *counts = keys && k->counted ? PyMem_Realloc(k->counts, room * sizeof *counts) : NULL;
+        if (!keys || (k->counted && !counts)) {
             PyErr_NoMemory();
             return -1;
         }
-        memset(counts + k->room, 0, (room - k->room) * sizeof *counts);
-        k->counts = counts;
+        if (counts) {
+            memset(counts + k->room, 0, (room - k->room) * sizeof *counts);
+            k->counts = counts;
+        }
         k->room = room;
     }
     if ((size_t)(k->size + 1) * 4 > (k->mask + 1) * 3 || !k->slots) {  /* at most 3/4 full */
@@ -353,7 +355,7 @@ typedef struct {
     int ether_type, nranges, forgotten;
     Py_ssize_t min_len, length_at, length_base;  /* length_at -1: no length field */
     Py_ssize_t ranges[MAX_RANGES][2];
-    Keys quiet;                          /* fingerprints; with tally, frames swallowed of each */
+    Keys quiet;                          /* fingerprints */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
 } Rule;
@@ -364,8 +366,9 @@ typedef struct {
     int nrules, tallying;
     Py_ssize_t limit;
     PyObject *source;
-    PyObject *pending;                   /* with tally: (frame, n) of fingerprints dropped */
-    Keys sources;                        /* with tally: class + source MAC taught since recount() */
+    PyObject *pending;                   /* with tally: (source, n) not yet handed out */
+    Keys sources;                        /* with tally: class + source MAC taught since recount(),
+                                            with the frames swallowed of each */
     double deadline, last;
 } Sieve;
 
@@ -417,6 +420,7 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
     if (self->tallying && !(self->pending = PyList_New(0)))
         return -1;
     self->sources.len = 7;
+    self->sources.counted = 1;
     while (PyDict_Next(spec, &pos, &et, &value)) {
         if (sieve_rule(&self->rules[self->nrules], et, value) < 0)
             return -1;
@@ -465,14 +469,6 @@ static Py_hash_t fingerprint(const Rule *rule, const unsigned char *p, unsigned 
     return _Py_HashBytes(key, rule->quiet.len);
 }
 
-/* Whether the frame's class and source MAC were taught since recount() (with tally). */
-static int source_taught(const Sieve *self, const unsigned char *p)
-{
-    unsigned char key[7];
-    source_key(p, key);
-    return keys_find(&self->sources, key, _Py_HashBytes(key, 7)) >= 0;
-}
-
 /* 1: swallow the frame (counted), 0: let it through. */
 static int sieve_quiet(Sieve *self, PyObject *frame)
 {
@@ -482,60 +478,36 @@ static int sieve_quiet(Sieve *self, PyObject *frame)
     if (!rule || !rule->quiet.size)
         return 0;
     unsigned char key[MAX_KEY];
-    Py_ssize_t index = keys_find(&rule->quiet, key, fingerprint(rule, p, key));
-    if (index < 0 || (self->tallying && !source_taught(self, p)))
+    if (keys_find(&rule->quiet, key, fingerprint(rule, p, key)) < 0)
         return 0;
+    if (self->tallying) {
+        source_key(p, key);
+        Py_ssize_t source = keys_find(&self->sources, key, _Py_HashBytes(key, 7));
+        if (source < 0)
+            return 0;
+        self->sources.counts[source]++;
+    }
     rule->frames++;
     rule->bytes += len;
-    rule->quiet.counts[index]++;
     return 1;
 }
 
-/* A frame alike to those of the fingerprint: its EtherType, its bytes in the rule's
- * ranges, zeros elsewhere, min_len (at least 14) long. A new reference. */
-static PyObject *alike(const Rule *rule, const unsigned char *key)
+/* With tally: move the counts per source to `pending`, before the sources are
+ * forgotten or handed out. */
+static int sieve_drain(Sieve *self)
 {
-    Py_ssize_t len = rule->min_len > 14 ? rule->min_len : 14;
-    PyObject *frame = PyBytes_FromStringAndSize(NULL, len);
-    if (!frame)
-        return NULL;
-    char *out = PyBytes_AS_STRING(frame);
-    memset(out, 0, len);
-    out[12] = rule->ether_type >> 8;
-    out[13] = rule->ether_type & 0xFF;
-    for (int i = 0; i < rule->nranges; i++) {
-        Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
-        memcpy(out + a, key, b - a);
-        key += b - a;
-    }
-    return frame;
-}
-
-/* With tally: move the rule's counts to `pending` as (frame alike, n). */
-static int rule_drain(Sieve *self, Rule *rule)
-{
-    Keys *quiet = &rule->quiet;
-    for (Py_ssize_t i = 0; self->tallying && i < quiet->size; i++) {
-        if (!quiet->counts[i])
+    Keys *sources = &self->sources;
+    for (Py_ssize_t i = 0; self->tallying && i < sources->size; i++) {
+        if (!sources->counts[i])
             continue;
-        PyObject *frame = alike(rule, quiet->keys + i * quiet->len);
-        PyObject *pair = frame ? Py_BuildValue("(NK)", frame, quiet->counts[i]) : NULL;
+        PyObject *pair = Py_BuildValue("(y#K)", sources->keys + i * 7, (Py_ssize_t)7, sources->counts[i]);
         if (!pair || PyList_Append(self->pending, pair) < 0) {
             Py_XDECREF(pair);
             return -1;
         }
         Py_DECREF(pair);
-        quiet->counts[i] = 0;
+        sources->counts[i] = 0;
     }
-    return 0;
-}
-
-/* Drop the rule's fingerprints, their counts kept in `pending`. */
-static int rule_clear(Sieve *self, Rule *rule)
-{
-    if (rule_drain(self, rule) < 0)
-        return -1;
-    keys_free(&rule->quiet);  /* its memory too: a sieve forgotten often stays small */
     return 0;
 }
 
@@ -584,8 +556,7 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
     if (rule->quiet.size >= self->limit) {
         int give_up = rule->frames - rule->frames_at_fill < (unsigned long long)self->limit;
         rule->frames_at_fill = rule->frames;
-        if (rule_clear(self, rule) < 0)
-            return NULL;
+        keys_free(&rule->quiet);
         if (give_up) {
             rule->forgotten = 1;  /* fewer frames saved than fingerprints kept */
             Py_RETURN_FALSE;
@@ -595,8 +566,11 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
         unsigned char source[7];
         source_key(p, source);
         Py_hash_t h = _Py_HashBytes(source, 7);
-        if (self->sources.size >= self->limit)
-            keys_free(&self->sources);  /* too many sources: their frames run the probes again */
+        if (self->sources.size >= self->limit) {  /* too many: their frames run the probes again */
+            if (sieve_drain(self) < 0)
+                return NULL;
+            keys_free(&self->sources);
+        }
         if (keys_find(&self->sources, source, h) < 0 && keys_add(&self->sources, source, h) < 0)
             return NULL;
     }
@@ -612,8 +586,7 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
 {
     for (int i = 0; i < self->nrules; i++) {
         Rule *r = &self->rules[i];
-        if (rule_clear(self, r) < 0)
-            return NULL;
+        keys_free(&r->quiet);  /* its memory too: a sieve forgotten often stays small */
         r->frames_at_fill = r->frames;  /* the fill policy counts from here */
     }
     Py_RETURN_NONE;
@@ -621,6 +594,8 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
 
 static PyObject *sieve_recount(Sieve *self, PyObject *unused)
 {
+    if (sieve_drain(self) < 0)
+        return NULL;
     keys_free(&self->sources);
     Py_RETURN_NONE;
 }
@@ -629,9 +604,8 @@ static PyObject *sieve_tallies(Sieve *self, PyObject *unused)
 {
     if (!self->tallying)
         return PyList_New(0);
-    for (int i = 0; i < self->nrules; i++)
-        if (rule_drain(self, &self->rules[i]) < 0)
-            return NULL;
+    if (sieve_drain(self) < 0)
+        return NULL;
     PyObject *out = self->pending;
     self->pending = PyList_New(0);
     if (!self->pending) {
@@ -689,7 +663,7 @@ static PyMethodDef sieve_methods[] = {
     {"recount", (PyCFunction)sieve_recount, METH_NOARGS,
      "Swallow no frame of a source until one of its frames is taught again (with tally)."},
     {"tallies", (PyCFunction)sieve_tallies, METH_NOARGS,
-     "[(frame alike, frames swallowed)] since the last call (with tally)."},
+     "[(class and source MAC, frames swallowed)] since the last call (with tally)."},
     {NULL},
 };
 

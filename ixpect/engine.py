@@ -159,9 +159,9 @@ class Engine:
     def _tally(self) -> None:
         """Give the counting probes what the sieve dropped since the last time."""
         if self._sieve is not None and self._sifted_to:
-            for buf, n in self._sieve.tallies():
+            for source, n in self._sieve.tallies():
                 for h in self._sifted_to:
-                    h(buf, n)
+                    h(source, n)
 
     def _recount(self) -> None:
         """A counting probe's window starts (Probe.recount)."""

@@ -117,42 +117,60 @@ def test_sieved_frames_still_count():
     assert [(e.type, e.data["count"]) for e in r.events] == [("BUM_RATE_BROADCAST_EXCEEDED", 100)] * 2
 
 
-def test_sieve_tallies_per_fingerprint_across_forgetting():
-    frame, other = bytes(12) + b"\x08\x06\x01", bytes(12) + b"\x08\x06\x02"
-    sieve = Sieve({0x0806: (15, ((14, 15),))}, 100, True)
-    sieve.teach(frame)
-    sieve.teach(other)
-    list(sieve.over([(1.0, frame)] * 3 + [(1.0, other)]))
-    sieve.forget()  # the counts so far survive it
+def test_sieve_tallies_per_source_across_forgetting():
+    """Counted per destination class and source MAC, whatever the fingerprint, and
+    neither forget() nor recount() loses a count."""
+    a, b = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+    frame, other = b"\xff" * 6 + a + b"\x08\x06\x01", b"\xff" * 6 + a + b"\x08\x06\x02"
+    unicast = b + b + b"\x08\x06\x01"
+    sieve = Sieve({0x0806: (15, ((0, 15),))}, 100, True)
+    for f in (frame, other, unicast):
+        sieve.teach(f)
+    list(sieve.over([(1.0, frame)] * 3 + [(1.0, other), (1.0, unicast)]))
+    sieve.forget()
     sieve.teach(frame)
     list(sieve.over([(2.0, frame)] * 2))
-    assert sorted(sieve.tallies()) == sorted([(frame, 3), (other, 1), (frame, 2)])
+    sieve.recount()
+    list(sieve.over([(3.0, frame)] * 2))  # its source not taught since: not swallowed
+    assert sorted(sieve.tallies()) == [(b"\x00" + a, 6), (b"\x02" + b, 1)]
     assert sieve.tallies() == []
 
 
+def test_sieve_holds_many_fingerprints_exactly():
+    """Its table grows past many sizes and still tells every taught fingerprint from
+    every other one."""
+    def frame(i: int) -> bytes:
+        return bytes(12) + b"\x08\x06" + i.to_bytes(4, "big")
+    sieve = Sieve({0x0806: (18, ((14, 18),))}, 1 << 16, False)
+    for i in range(0, 40_000, 2):
+        assert sieve.teach(frame(i))
+    passed = [f for _, f in sieve.over((1.0, frame(i)) for i in range(40_000))]
+    assert passed == [frame(i) for i in range(1, 40_000, 2)]
+    assert sieve.counts()[0x0806] == (20_000, 20_000 * 18)
+
+
 def test_sieve_tallies_keep_no_frame():
-    """A counting probe gets a frame alike in the sieved bytes, not the frame that
-    taught them: the sieve holds no frame, whatever its size, for its tallies."""
+    """A counting probe gets counts per source, not the frames that taught the
+    fingerprints: the sieve holds no frame."""
     frame = bytes.fromhex("ffffffffffff 020000000001 0806 0001") + bytes(range(1, 200))
     sieve = Sieve({0x0806: (42, ((0, 12), (20, 22)))}, 100, True)
     held = sys.getrefcount(frame)
     sieve.teach(frame)
     assert sys.getrefcount(frame) == held
     list(sieve.over([(1.0, frame)] * 2))
-    alike = frame[:14] + bytes(6) + frame[20:22] + bytes(20)
-    assert sieve.tallies() == [(alike, 2)]
+    assert sieve.tallies() == [(b"\x00" + frame[6:12], 2)]
 
 
 def test_a_fingerprint_taught_again_keeps_its_tally():
     """A frame at the deadline runs the probes and is taught again, as often as timers run."""
-    frame, other = bytes(12) + b"\x08\x06\x01", bytes(12) + b"\x08\x06\x02"
-    sieve = Sieve({0x0806: (15, ((14, 15),))}, 4, True)
+    frame, other = bytes(12) + b"\x08\x06\x01", bytes(11) + b"\x01\x08\x06\x02"
+    sieve = Sieve({0x0806: (15, ((6, 15),))}, 4, True)
     for _ in range(10):
         sieve.teach(frame)
         list(sieve.over([(1.0, frame)] * 2))
     sieve.teach(other)
     list(sieve.over([(2.0, other)] * 3))
-    assert sorted(sieve.tallies()) == [(frame, 20), (other, 3)]
+    assert sorted(sieve.tallies()) == [(b"\x02" + bytes(6), 20), (b"\x02" + bytes(5) + b"\x01", 3)]
 
 
 def test_sieve_takes_only_packets_that_end_within_its_bytes():

@@ -14,8 +14,9 @@ a frame once and calls only the handlers that exist:
                                             802.3 frames: LLC header at `off` (decode.llc)
     other(ts, buf, ethertype)               EtherTypes outside `allowed` (LLC for 802.3)
 The engine decodes IPv4, IPv6 and LLC only when some probe handles that kind.
-A probe whose `frame` handler counts frames also implements sifted(buf, n): n more
-frames alike to `buf` in its `decided_by` bytes went by, dropped by the sieve
+A probe whose `frame` handler counts frames per destination class and source MAC
+also implements sifted(source, n): n more frames of `source` (the class, 0 broadcast,
+1 multicast, 2 unicast, then the source MAC: 7 bytes) went by, dropped by the sieve
 (ixpect.engine); the engine calls it before any timer runs and at the end of input.
 Probes report with `emit(type, ts, data, frame)`; `members` is the engine's member
 table (ixpect.members), current at each (re)configuration. Time-driven probes set

@@ -46,11 +46,11 @@ class BumRate(Probe):
             self.full = True
             self.table_full(ts, "bum_rate.sources", self.max_sources)
 
-    def sifted(self, buf: bytes, n: int) -> None:
+    def sifted(self, source: bytes, n: int) -> None:
         """Frames of a source already seen in this window (counted, or left out as the
         table was full): they count as they would have."""
-        counts = self.broadcast if buf[:6] == _BROADCAST else self.multicast if buf[0] & 1 else self.unicast
-        src = buf[6:12]
+        counts = self.counts[_CLASSES[source[0]]]
+        src = source[1:]
         if src in counts:
             counts[src] += n
 
