@@ -84,6 +84,7 @@ class Engine:
             else:
                 self.probes[name] = probe_class(name)(cfg, self.emit, self.members)
                 self.probes[name].recheck = self._recheck
+                self.probes[name].watch = self._watch
                 self.probes[name].recount = self._recount
         self._build_dispatch()
 
@@ -155,6 +156,10 @@ class Engine:
         self._spoke = True
         if self._sieve is not None:
             self._sieve.forget()
+
+    def _watch(self) -> None:
+        """The frame at hand is not to be sieved (Probe.watch)."""
+        self._spoke = True
 
     def _tally(self) -> None:
         """Give the counting probes what the sieve dropped since the last time."""

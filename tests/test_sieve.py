@@ -261,6 +261,20 @@ def test_a_full_sieve_that_pays_starts_over(monkeypatch):
     assert len(r.events) == 20
 
 
+def test_a_challenged_address_leaves_the_sieve_to_others():
+    """While an address is challenged its learned MAC's announcements all run the
+    probes (the relearning clock needs them), without emptying the sieve: a spoofed
+    frame empties it once, not for as long as the challenge lasts."""
+    r = Recorder({"arp_neighbor": {"enable": True, "dynamic_enable": True}})
+    others = [arp(src=f"02:00:00:00:01:{i:02x}", psrc=f"192.0.2.{100 + i}") for i in range(5)]
+    learned = arp()  # A's 192.0.2.10
+    r.feed(learned, *others)
+    assert [e.type for e in r.feed(arp(src=B))] == ["ARP_NEIGHBOR_SPOOFED_DYNAMIC"]
+    r.feed(*others)  # taught again after the challenge emptied the sieve
+    assert _sieved(r, learned, *others, learned, *others) == 10  # all but A's
+    assert r.engine.probes["arp_neighbor"].challenged == {bytes((192, 0, 2, 10)): 1006.0}  # the last one heard
+
+
 def test_a_sieve_that_does_not_pay_is_given_up(monkeypatch, caplog):
     """Made-up or too varied pairs cannot grow the sieve, nor make every frame pay for it."""
     caplog.set_level(logging.INFO, "ixpect.engine")

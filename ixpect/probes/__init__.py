@@ -78,6 +78,11 @@ class Probe:
         another verdict from now on: the engine shows them to the probe again. Set
         by the engine."""
 
+    def watch(self) -> None:
+        """Call while judging a frame that raises no event but whose like the probe must
+        still see (recheck() made the engine forget those taught before): the engine
+        does not sieve it. Set by the engine."""
+
     def recount(self) -> None:
         """Call when a counting window starts: the engine shows the probe the first frame
         of each source MAC and destination class again before it sieves their frames,

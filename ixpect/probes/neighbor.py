@@ -80,7 +80,7 @@ class _Neighbor(Probe):
             elif learned == hw:
                 if addr in self.challenged:  # still active: keep watching it
                     self.challenged[addr] = ts
-                    self.recheck()
+                    self.watch()
                 else:
                     self.good.add(pair)
             else:
