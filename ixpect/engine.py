@@ -65,6 +65,7 @@ class Engine:
         self._sieve: Sieve | None = None
         self._sifted_to: tuple = ()  # the sifted() of the counting probes
         self.unsieved: set[int] = set()  # EtherTypes the sieve gave up until the next configure
+        self.forgets = 0  # times a probe made the sieve forget all it was taught (recheck)
         self._spoke = False  # an event was raised since the last frame the sieve could learn
         self.snaplen = _UNCUT  # of the source being fed
         self.configure(probes_cfg)
@@ -156,6 +157,7 @@ class Engine:
         self._spoke = True
         if self._sieve is not None:
             self._sieve.forget()
+            self.forgets += 1
 
     def _watch(self) -> None:
         """The frame at hand is not to be sieved (Probe.watch)."""

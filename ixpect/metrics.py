@@ -27,7 +27,8 @@ def capture_snapshot(monitor) -> dict:
         frames[cls], octets[cls] = n, size
     snap = {"frames": frames, "bytes": octets, "events": dict(monitor.events), "kernel_drops": monitor.kernel_drops,
             "member_events": [[*key, n] for key, n in monitor.member_events.items()],
-            "sieve_given_up": sorted(f"0x{et:04x}" for et in monitor.engine.unsieved)}
+            "sieve_given_up": sorted(f"0x{et:04x}" for et in monitor.engine.unsieved),
+            "sieve_forgets": monitor.engine.forgets}
     if monitor.watchdog is not None:
         snap["watchdog"] = monitor.watchdog.snapshot()
     return snap
@@ -68,6 +69,10 @@ class Metrics:
             yield _gauge("ixpect_sieve_given_up", "1 for an EtherType whose frames varied too much for the sieve: "
                          "they all run the probes (more CPU per frame) until the next reload.", "ether_type",
                          dict.fromkeys(cap.get("sieve_given_up", ()), 1))
+            yield _counter("ixpect_sieve_forgets", "Times a probe made the sieve forget every frame it was "
+                           "taught (an address challenged, a mac_address window starting, a flood of unknown "
+                           "MACs): frames run the probes until it learns them again.", None,
+                           cap.get("sieve_forgets", 0))
             if cap.get("kernel_drops") is not None:
                 yield _counter("ixpect_kernel_drops", "Frames the kernel dropped before IXpect could read "
                                "them (PACKET_STATISTICS of the capture socket).", None, cap["kernel_drops"])

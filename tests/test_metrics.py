@@ -120,6 +120,7 @@ def test_run_serves_metrics_while_capturing(tmp_path):
                           what="the capture loop's first round")
         assert before[("ixpect_frames_total", (("class", "arp"),))] == 0
         assert before[("ixpect_kernel_drops_total", ())] == 0
+        assert before[("ixpect_sieve_forgets_total", ())] == 0
         assert before[("ixpect_notifier_deliveries_total", (("channel", "log[0]"),))] == 0
         send_vxlan(udp, vni)
         got = wait_for(lambda: traffic_seen(port, expected_traffic()), what="the frames in /metrics")

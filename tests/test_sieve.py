@@ -272,6 +272,7 @@ def test_a_challenged_address_leaves_the_sieve_to_others():
     assert [e.type for e in r.feed(arp(src=B))] == ["ARP_NEIGHBOR_SPOOFED_DYNAMIC"]
     r.feed(*others)  # taught again after the challenge emptied the sieve
     assert _sieved(r, learned, *others, learned, *others) == 10  # all but A's
+    assert r.engine.forgets == 1  # ixpect_sieve_forgets_total
     assert r.engine.probes["arp_neighbor"].challenged == {bytes((192, 0, 2, 10)): 1006.0}  # the last one heard
 
 
