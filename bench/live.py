@@ -150,6 +150,11 @@ class Daemon:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def events(self, type_: str, mac: str) -> list[dict]:
+        lines = self.jsonl.read_text().splitlines() if self.jsonl.exists() else []
+        return [e for e in map(json.loads, filter(None, lines))
+                if e["type"] == type_ and e["data"].get("mac_addr_source") == mac]
+
     def stop(self) -> tuple[int, int]:
         """Stop it (SIGTERM); (frames processed, kernel drops) from its exit line."""
         self.sampler.stop()
@@ -195,6 +200,13 @@ def trial(pcap: Path, conf: Path, rate: str, workdir: Path) -> dict:
         result["rss_start"], result["rss_peak"], result["rss_end"] = rss[0], max(rss), rss[-1]
         result["rate"] = result["sent"] / result["seconds"]
         return result
+
+
+def e_end(event: dict) -> float:
+    """An event's time (for a rate event, the end of its window), as epoch seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 def main() -> None:
