@@ -12,8 +12,8 @@ case of run.py's captures:
     decode     the same, with the engine's decoders (ARP, IPv4, IPv6, ND, LLC) on,
                minus dispatch
     probes     the real probes, minus the above
-These four stages are measured without the sieve (ixpect.engine), as every frame of
-a config with a counting probe (bum_rate, mac_address) runs; the last line is the
+These four stages are measured without the sieve (ixpect.engine), as every frame it
+lets through runs (transit, the first frame of each router pair); the last line is the
 same frames through the engine as `ixpect run` builds it, sieve included, whose
 events must be those of the engine without the sieve (the script fails otherwise).
 
