@@ -42,9 +42,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
 
-from ixpect import humantime
+from ixpect import humantime, schemacheck
 from ixpect.notify import NO_NOTIFIER, render
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "ixpect.conf.schema.json"
@@ -65,21 +64,34 @@ def schema() -> dict:
 
 # -- formats: each checker returns the canonical value or raises ValueError --------
 
-_FORMATS = FormatChecker(formats=())
 _CANONICAL: dict[str, tuple[Callable, tuple[type, ...]]] = {}  # format -> (checker, value types)
 
 
 def _format(name: str, *types: type):
     """Register a checker for `format: name` on values of `types` (other types are
-    left to the schema's `type` keyword, so a value gets one error, not two)."""
+    left to the schema's `type` keyword, so a value gets one error, not two). A config
+    names the same addresses and MACs many times, and validation and completion both
+    ask, so the canonical values of strings and numbers are cached."""
 
     def register(func):
-        _CANONICAL[name] = (func, types)
-        _FORMATS.checks(name, raises=ValueError)(
-            lambda value: not isinstance(value, types) or isinstance(value, bool) or func(value) is not None)
+        cached = functools.lru_cache(maxsize=1 << 16, typed=True)(func)
+        _CANONICAL[name] = (lambda value: cached(value) if isinstance(value, (str, int)) else func(value), types)
         return func
 
     return register
+
+
+def _format_valid(name: str, value) -> bool:
+    """Whether `value` passes `format: name`; ValueError says why it does not."""
+    func, types = _CANONICAL[name]
+    return not isinstance(value, types) or isinstance(value, bool) or func(value) is not None
+
+
+def _format_passes(name: str, value) -> bool:
+    try:
+        return _format_valid(name, value)
+    except ValueError:
+        return False
 
 
 @_format("humantime", str, dict)
@@ -195,8 +207,21 @@ def _mailbox(value: str) -> str:
 # -- validation and messages ------------------------------------------------------
 
 @functools.cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(schema(), format_checker=_FORMATS)
+def _conforms() -> Callable[[object], bool]:
+    """Whether a document conforms to the schema: the fast check of every load."""
+    return schemacheck.compile_schema(schema(), {name: functools.partial(_format_passes, name) for name in _CANONICAL})
+
+
+@functools.cache
+def _validator():
+    """jsonschema's validator, which says why a document does not conform (imported
+    only then: the import alone costs more than checking a large config)."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    formats = FormatChecker(formats=())
+    for name in _CANONICAL:
+        formats.checks(name, raises=ValueError)(functools.partial(_format_valid, name))
+    return Draft202012Validator(schema(), format_checker=formats)
 
 
 def _dotted(path: tuple) -> str:
@@ -286,6 +311,8 @@ def _explain(error, plain: Callable[[tuple], str | None]) -> list[tuple[tuple, s
 
 
 def _problems(doc, plain: Callable[[tuple], str | None] = lambda path: None) -> list[tuple[tuple, str]]:
+    if _conforms()(doc):
+        return []
     found = []
     for error in _validator().iter_errors(doc):
         found += _explain(error, plain)

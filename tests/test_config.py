@@ -444,7 +444,7 @@ def test_every_property_is_described_and_every_object_closed():
 def test_defaults_and_examples_are_valid():
     defs = config.schema()["$defs"]
     for path, sub in walk(config.schema()):
-        validator = Draft202012Validator({**sub, "$defs": defs}, format_checker=config._FORMATS)
+        validator = Draft202012Validator({**sub, "$defs": defs}, format_checker=config._validator().format_checker)
         for value in ([sub["default"]] if "default" in sub else []) + sub.get("examples", []):
             assert not list(validator.iter_errors(value)), f"{path}: {value!r}"
 
