@@ -29,9 +29,11 @@ consumed: every notifier in `event.notifiers` is one to use).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
+import gc
 import ipaddress
 import json
 import re
@@ -476,12 +478,28 @@ def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = N
     """Parse, validate and complete the YAML config `text`; errors are reported as
     `name:LINE: ...`. Relative paths are joined to `base_dir` when given. With
     `files`, the files the config names must be usable too (see `_unusable`)."""
-    if _FAST_LOADER is not None:
-        try:
-            return _load_text(text, name, base_dir, _FAST_LOADER, files)
-        except ConfigError:
-            pass  # report it with the exact messages of the pure-Python parser
-    return _load_text(text, name, base_dir, _SafeLoader, files)
+    with _no_cycle_collection():
+        if _FAST_LOADER is not None:
+            try:
+                return _load_text(text, name, base_dir, _FAST_LOADER, files)
+            except ConfigError:
+                pass  # report it with the exact messages of the pure-Python parser
+        return _load_text(text, name, base_dir, _SafeLoader, files)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection():
+    """Python's cycle collector paused: the tens of thousands of objects a large
+    config is parsed into would set it off hundreds of times, each pass walking all
+    of them, which more than doubles the time to parse (whatever cycles a YAML alias
+    makes are collected once it runs again)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _load_text(text: str, name: str, base_dir, loader_class, files: bool) -> dict:
