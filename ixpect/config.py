@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import functools
 import gc
 import ipaddress
@@ -39,14 +38,13 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
 from ixpect import humantime, schemacheck
-from ixpect.notify import NO_NOTIFIER, render
+from ixpect.notify import NO_NOTIFIER
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "ixpect.conf.schema.json"
 
@@ -201,6 +199,8 @@ def _url(value: str) -> str:
 
 @_format("mailbox", str)
 def _mailbox(value: str) -> str:
+    from email.utils import parseaddr  # only a config that sends mail pays for the email package
+
     if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", parseaddr(value)[1]):
         raise ValueError(f"{value!r} is not an e-mail address")
     return value
@@ -254,6 +254,8 @@ def _kind(value) -> str:
 
 
 def _suggest(word, choices) -> str:
+    import difflib  # for error messages only
+
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -489,10 +491,10 @@ def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = N
 
 @contextlib.contextmanager
 def _no_cycle_collection():
-    """Python's cycle collector paused: the tens of thousands of objects a large
-    config is parsed into would set it off hundreds of times, each pass walking all
-    of them, which more than doubles the time to parse (whatever cycles a YAML alias
-    makes are collected once it runs again)."""
+    """Python's cycle collector paused: the objects a large config is parsed into
+    (some 100,000 for 3,000 static entries) would set it off over a hundred times,
+    its older generations walking all of them, which more than doubles the time to
+    parse (whatever cycles a YAML alias makes are collected once it runs again)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -520,9 +522,14 @@ def _load_text(text: str, name: str, base_dir, loader_class, files: bool) -> dic
 
 def _template_problems(event: dict) -> list[tuple[tuple, str]]:
     """The notifier templates the config uses, each loaded and test-rendered: a
-    template that would fail (or print a blank for a misspelt variable) is a config error."""
+    template that would fail (or print a blank for a misspelt variable) is a config
+    error. The built-in templates alone are not checked: they are tested with the package."""
     files = {ch["template"]: ("event", "notifiers", "http", "channels", i, "template")
              for i, ch in enumerate(event["notifiers"].get("http", {}).get("channels", ())) if "template" in ch}
+    if not files and not event.get("templates_dir"):
+        return []
+    from ixpect.notify import render  # jinja2: only a config with templates of its own pays for it
+
     return [(files[file] if file else ("event", "templates_dir"), why)
             for file, why in render.problems(event.get("templates_dir"), files)]
 

@@ -23,7 +23,6 @@ from ixpect.events import Event
 from ixpect.members import MemberTable
 from ixpect.notify import NotifierError
 from ixpect.notify.delivery import Delivery, channels_of
-from ixpect.notify.render import builtin as builtin_templates
 from ixpect.pcap import PcapError, chunks
 from ixpect.state import NeighborState
 from ixpect.watchdog import Watchdog
@@ -315,7 +314,9 @@ def preload() -> None:
             importlib.import_module(target.partition(":")[0])
     for module in LATE_IMPORTS:
         importlib.import_module(module)
-    builtin_templates()
+    from ixpect.notify.render import builtin
+
+    builtin()
 
 
 def usable_state_dir(path: str | None) -> bool:

@@ -14,14 +14,13 @@ import hashlib
 import importlib
 import json
 import logging
+import sys
 from itertools import groupby
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import jinja2
 
 from ixpect.events import Batch
-from ixpect.notify.render import Templates, failure
 
 # not `log`: importing the submodule ixpect.notify.log rebinds that name in this package
 logger = logging.getLogger(__name__)
@@ -73,6 +72,8 @@ logging.getLogger("urllib3.connectionpool").addFilter(_scrubber)
 
 class Notifier:
     secrets: tuple[str, ...] = ()
+    #: whether it renders templates: jinja2 is loaded only for a notifier that does
+    templated = True
 
     def messages(self, batches: list[Batch]) -> list[list[Batch]]:
         return [batches]
@@ -150,22 +151,35 @@ def _key_of(cfg, value, path: tuple = ()) -> tuple | None:
     return next((p for k, v in items if (p := _key_of(v, value, (*path, k))) is not None), None)
 
 
+def _unusable_file() -> tuple[type[Exception], ...]:
+    """What building a notifier raises for a file it cannot use: jinja2's errors too
+    once a notifier has loaded jinja2 (only then can it raise them)."""
+    jinja2 = sys.modules.get("jinja2")
+    return (OSError, UnicodeDecodeError, *((jinja2.TemplateError,) if jinja2 else ()))
+
+
 def channels(notifiers: dict, templates_dir: str | None = None, catch_all: str = "compatible") -> list[Channel]:
     """Instantiate a Channel per configured channel of each notifier in `event.notifiers`;
     NotifierError when files they need cannot be read."""
     if not notifiers:
         logger.warning("%s", NO_NOTIFIER)
         notifiers = {"log": {}}
-    templates = Templates(templates_dir)
+    templates = None
     out: list[Channel] = []
     problems: list[tuple[tuple, str]] = []
     for kind, cfg in notifiers.items():
         module, _, cls = KINDS[kind].partition(":")
         notifier_cls = getattr(importlib.import_module(module), cls)
+        if notifier_cls.templated and templates is None:
+            from ixpect.notify.render import Templates
+
+            templates = Templates(templates_dir)
         for i, ch in enumerate(cfg.get("channels") or [{}]):
             try:
                 notifier = notifier_cls(cfg, ch, templates)
-            except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
+            except _unusable_file() as exc:
+                from ixpect.notify.render import failure
+
                 where = _key_of(cfg, getattr(exc, "filename", None)) or (
                     ("channels", i) if cfg.get("channels") else ())
                 problems.append((("event", "notifiers", kind, *where),

@@ -1,4 +1,5 @@
-"""The `log` notifier: one line per batch on stderr (and so in the journal)."""
+"""The `log` notifier: one line per batch on stderr (and so in the journal); and the
+text forms of event data and members that the templates use too."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ import logging
 
 from ixpect.events import Batch, iso
 from ixpect.notify import Notifier
-from ixpect.notify.render import kv, member
 
 log = logging.getLogger("ixpect.events")
+
+
+def kv(data: dict) -> str:
+    """Event data as `key=value` pairs; list values comma-joined."""
+    return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in data.items())
+
+
+def member(m: dict | None) -> str:
+    """`AS64500 (Name)`; a MAC or address several members share names each of them."""
+    if not m:
+        return ""
+    return " / ".join(f"AS{o['asn']} ({o['name']})" for o in (m, *m.get("shared_with", ())))
 
 
 def describe(batch: Batch) -> str:
@@ -21,6 +33,8 @@ def describe(batch: Batch) -> str:
 
 
 class LogNotifier(Notifier):
+    templated = False
+
     def __init__(self, cfg: dict, channel: dict, templates=None):
         self.json = cfg.get("format", "text") == "json"
 

@@ -21,24 +21,13 @@ from pathlib import Path
 import jinja2
 
 from ixpect.events import Batch
+from ixpect.notify.log import kv, member
 
 log = logging.getLogger(__name__)
 
 BUILTIN = Path(__file__).resolve().parent.parent / "templates"
 #: the templates the notifiers render, which a templates_dir may override
 NAMES = ("subject.txt", "email.txt", "email.html", "summary.txt", "table.html", "slack.txt", "http.json")
-
-
-def kv(data: dict) -> str:
-    """Event data as `key=value` pairs; list values comma-joined."""
-    return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in data.items())
-
-
-def member(m: dict | None) -> str:
-    """`AS64500 (Name)`; a MAC or address several members share names each of them."""
-    if not m:
-        return ""
-    return " / ".join(f"AS{o['asn']} ({o['name']})" for o in (m, *m.get("shared_with", ())))
 
 
 def mrkdwn(text: str) -> str:
@@ -115,11 +104,13 @@ class Templates:
 
 
 def problems(templates_dir: str | None, files=()) -> list[tuple[str | None, str]]:
-    """What is wrong with the templates a config uses: every template name (looked up
-    in `templates_dir`, then the built-ins) and the template `files` (http channels).
-    One (file, why) per problem, file None for a template name; [] when all load."""
+    """What is wrong with the templates a config uses: with a `templates_dir`, every
+    template name (looked up there, then in the built-ins), and the template `files`
+    (http channels). One (file, why) per problem, file None for a template name; []
+    when all load."""
     templates, found = Templates(templates_dir), []
-    for load, what, file in [*((templates.get, n, None) for n in NAMES), *((templates.load, f, f) for f in files)]:
+    names = NAMES if templates_dir else ()
+    for load, what, file in [*((templates.get, n, None) for n in names), *((templates.load, f, f) for f in files)]:
         try:
             load(what)
         except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
