@@ -20,7 +20,7 @@ when that is a different member: the victim of a spoof.
 from __future__ import annotations
 
 import json
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 #: event data keys of what a frame claims, most specific first
@@ -53,8 +53,8 @@ class MemberTable:
         if not isinstance(doc, dict) or not all(isinstance(doc.get(k, {}), dict) for k in sections):
             raise ValueError(f"{path}: not a member table (a JSON object of macs, ips and connections)")
         for addr in doc.get("ips") or ():
-            try:
-                ip_address(addr)
+            try:  # ip_address(), without first trying an IPv6 address as an IPv4 one
+                (IPv6Address if ":" in addr else IPv4Address)(addr)
             except ValueError:
                 raise ValueError(f"{path}: ips: {addr!r} is not an IP address") from None
         return cls(doc.get("macs"), doc.get("ips"), doc.get("connections"))
