@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import sys
 import uuid
 
 import make_demo_pcap
@@ -101,3 +102,24 @@ def test_bad_capture_exits_2_after_processing_the_good_ones(tmp_path):
 def test_missing_config_exits_1(tmp_path):
     p = run("-c", tmp_path / "nope.yaml", "--pcap", DEMO_PCAP)
     assert p.returncode == 1 and "Traceback" not in p.stderr
+
+
+#: what `ixpect run` with the log notifier needs none of, at start or per frame:
+#: jsonschema explains a config that does not validate, jinja2 renders the templates
+#: of mail and chat notifiers, scapy is for tests and tools only
+NOT_IMPORTED = ("jsonschema", "referencing", "jinja2", "scapy", "requests", "urllib3", "prometheus_client",
+                "difflib", "email", "pyroute2")
+
+
+def test_a_run_imports_only_what_its_config_uses(tmp_path):
+    conf = tmp_path / "ixpect.conf.yaml"
+    conf.write_text(DEMO_CONF.read_text().replace("demo.members.json", str(REPO / "examples" / "demo.members.json")))
+    code = ("import sys; from ixpect.cli import main; status = main(sys.argv[1:]);"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))); sys.exit(status)")
+    p = subprocess.run([sys.executable, "-c", code, "run", "-c", conf, "--pcap", DEMO_PCAP, "--jsonl", tmp_path / "ev"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "ev").read_text().count("\n") > 20  # it did run the probes
+    imported = set(p.stdout.split())
+    assert "ixpect" in imported and "yaml" in imported
+    assert imported.isdisjoint(NOT_IMPORTED), imported & set(NOT_IMPORTED)

@@ -11,7 +11,7 @@ from notifyutil import arp_batch
 from ixpect import config
 from ixpect.events import Batch
 from ixpect.notify.email import EmailNotifier
-from ixpect.notify.render import Templates, render
+from ixpect.notify.render import NAMES, Templates, render
 
 UPSTREAM_HTML = """\
 <h1>{{name}} triggered in {{batch_count}} batches</h1>
@@ -100,8 +100,9 @@ def test_http_channel_template_is_checked_where_it_is_configured(tmp_path):
 
 
 def test_builtin_templates_pass_the_check_and_render_without_a_member():
+    """Every built-in template (a config without templates of its own does not check them)."""
     templates = Templates()
-    for name in ("subject.txt", "email.txt", "email.html", "summary.txt", "table.html", "slack.txt"):
+    for name in NAMES:
         assert "STP_PACKET_FOUND" in render(templates.get(name), [Batch("STP_PACKET_FOUND", {}, None, 0.0, 0.0)])
 
 
