@@ -3,8 +3,10 @@
 Public API:
     load(path, files=True) -> dict  the config of a file, ready to use; with `files`
                                     the secret files and member table it names are
-                                    checked by building what uses them (templates
-                                    are always checked)
+                                    checked by building what uses them (the
+                                    templates it names are always checked)
+    load_with_members(path) -> (dict, MemberTable | None)
+                                    load(path) and the member table it built
     load_text(text, name="<config>", base_dir=None, files=False) -> dict
                                     the same for YAML text (e.g. a rendered config)
     parse_yaml(text, name) -> (doc, lines)
@@ -44,6 +46,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from ixpect import humantime, schemacheck
+from ixpect.members import MemberTable
 from ixpect.notify import NO_NOTIFIER
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "ixpect.conf.schema.json"
@@ -480,6 +483,11 @@ def load_text(text: str, name: str = "<config>", base_dir: str | Path | None = N
     """Parse, validate and complete the YAML config `text`; errors are reported as
     `name:LINE: ...`. Relative paths are joined to `base_dir` when given. With
     `files`, the files the config names must be usable too (see `_unusable`)."""
+    return _checked(text, name, base_dir, files)[0]
+
+
+def _checked(text: str, name: str, base_dir, files: bool) -> tuple[dict, MemberTable | None]:
+    """What `load_text` does, and with `files` the member table built to check it."""
     with _no_cycle_collection():
         if _FAST_LOADER is not None:
             try:
@@ -504,20 +512,20 @@ def _no_cycle_collection():
             gc.enable()
 
 
-def _load_text(text: str, name: str, base_dir, loader_class, files: bool) -> dict:
+def _load_text(text: str, name: str, base_dir, loader_class, files: bool) -> tuple[dict, MemberTable | None]:
     doc, lines = parse_yaml(text, name, loader_class)
     if doc is None:
         raise ConfigError([f"{name}:1: (top level): the config is empty"])
-    problems = lines.duplicates + _problems(doc, lines.plain)
+    problems, members = lines.duplicates + _problems(doc, lines.plain), None
     if not problems:
         doc = _complete(doc, Path(base_dir).resolve() if base_dir is not None else None)
         problems = _template_problems(doc["event"])
         if files and not problems:  # the templates are reported once, from the check above
-            problems = _unusable(doc)
+            problems, members = _unusable(doc)
     if problems:
         ordered = sorted((lines.line(path), _dotted(path), message) for path, message in problems)
         raise ConfigError([f"{name}:{line}: {where}: {message}" for line, where, message in ordered])
-    return doc
+    return doc, members
 
 
 def _template_problems(event: dict) -> list[tuple[tuple, str]]:
@@ -534,17 +542,17 @@ def _template_problems(event: dict) -> list[tuple[tuple, str]]:
             for file, why in render.problems(event.get("templates_dir"), files)]
 
 
-def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
+def _unusable(cfg: dict) -> tuple[list[tuple[tuple, str]], MemberTable | None]:
     """The files a completed config names (secrets, the member table) that the daemon
-    could not use, found by building from them what the daemon builds."""
-    from ixpect.members import MemberTable
+    could not use, found by building from them what the daemon builds; and the member
+    table so built, if there is one."""
     from ixpect.notify import NotifierError
     from ixpect.notify.delivery import channels_of
 
-    problems = []
+    problems, members = [], None
     if cfg.get("member_table"):
         try:
-            MemberTable.load(cfg["member_table"])
+            members = MemberTable.load(cfg["member_table"])
         except (OSError, ValueError) as exc:
             why = f"{cfg['member_table']}: cannot read: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
             problems.append((("member_table",), why))
@@ -553,28 +561,50 @@ def _unusable(cfg: dict) -> list[tuple[tuple, str]]:
             channels_of(cfg["event"])
     except NotifierError as exc:
         problems += exc.problems
-    return problems
+    return problems, members
 
 
 def load(path: str | Path, files: bool = True) -> dict:
     """The config file at `path`, ready to use (see the module docstring); with
     `files`, the secret files and member table it names must be usable."""
+    return _load_file(path, files)[0]
+
+
+def load_with_members(path: str | Path) -> tuple[dict, MemberTable | None]:
+    """`load(path)` and the member table the config names (None if it names none),
+    built once: to check the file, and for the daemon to use."""
+    return _load_file(path, True)
+
+
+def _load_file(path: str | Path, files: bool) -> tuple[dict, MemberTable | None]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read the config: {reason}"]) from None
-    return load_text(text, str(path), Path(path).parent, files)
+    return _checked(text, str(path), Path(path).parent, files)
 
 
 # -- completion: defaults, canonical values, DD-IX spellings ----------------------
 
+#: id of a subschema with a `$ref` -> (it, it dereferenced); the entry holds the
+#: subschema, so that its id cannot be reused while it is cached
+_DEREFERENCED: dict[int, tuple[dict, dict]] = {}
+
+
 def _deref(sub: dict) -> dict:
-    """`sub` with its `$ref` (local `#/$defs/...` only) merged in; siblings win."""
-    while "$ref" in sub:
-        target = schema()["$defs"][sub["$ref"].removeprefix("#/$defs/")]
-        sub = {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
-    return sub
+    """`sub` with its `$ref` (local `#/$defs/...` only) merged in; siblings win.
+    Cached: completion asks it of the same subschemas for every static entry."""
+    if "$ref" not in sub:
+        return sub
+    held = _DEREFERENCED.get(id(sub))
+    if held is None or held[0] is not sub:
+        merged = sub
+        while "$ref" in merged:
+            target = schema()["$defs"][merged["$ref"].removeprefix("#/$defs/")]
+            merged = {**target, **{k: v for k, v in merged.items() if k != "$ref"}}
+        held = _DEREFERENCED[id(sub)] = (sub, merged)
+    return held[1]
 
 
 def _normal(value, sub: dict, base_dir: Path | None):

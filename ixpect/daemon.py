@@ -50,9 +50,7 @@ class Stop(Exception):
 
 def load(path: str) -> tuple[dict, MemberTable | None]:
     """The config and its member table; raises ConfigError, OSError or ValueError."""
-    cfg = configuration.load(path)
-    table = cfg.get("member_table")
-    return cfg, MemberTable.load(table) if table else None
+    return configuration.load_with_members(path)
 
 
 class Batching:
