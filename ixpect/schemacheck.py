@@ -54,6 +54,18 @@ def _key(value):
     return ("value", value)  # str, int, float (1 == 1.0, and their hashes agree)
 
 
+def _properties(props: dict[str, Check]) -> Check:
+    def check(v) -> bool:
+        if isinstance(v, dict):
+            for key, value in v.items():
+                prop = props.get(key)
+                if prop is not None and not prop(value):
+                    return False
+        return True
+
+    return check
+
+
 def _unique(items: list) -> bool:
     keys = [_key(v) for v in items]
     return len(set(keys)) == len(keys)
@@ -79,12 +91,17 @@ def compile_schema(schema: dict | bool, formats: dict[str, Check]) -> Check:
             return lambda v: False
         checks = [_keyword(word, rule, sub, build, ref, formats) for word, rule in sub.items()
                   if word not in ANNOTATIONS]
-        checks = [c for c in checks if c is not None]
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v: all(check(v) for check in checks)
+        return _all([c for c in checks if c is not None])
 
     return build(schema)
+
+
+def _all(checks: list[Check]) -> Check:
+    """The conjunction of `checks`, as a chain of calls (a subschema has a few keywords)."""
+    if not checks:
+        return lambda v: True
+    first, rest = checks[0], _all(checks[1:]) if len(checks) > 1 else None
+    return first if rest is None else lambda v: first(v) and rest(v)
 
 
 def _keyword(word: str, rule, sub: dict, build, ref, formats: dict[str, Check]) -> Check | None:
@@ -93,20 +110,23 @@ def _keyword(word: str, rule, sub: dict, build, ref, formats: dict[str, Check]) 
         return ref(rule)
     if word == "type":
         kinds = [TYPES[rule]] if isinstance(rule, str) else [TYPES[t] for t in rule]
-        return lambda v: any(kind(v) for kind in kinds)
+        return kinds[0] if len(kinds) == 1 else lambda v: any(kind(v) for kind in kinds)
     if word == "enum" or word == "const":
         allowed = {_key(e) for e in (rule if word == "enum" else [rule])}
         return lambda v: _key(v) in allowed
     if word == "properties":
-        props = {k: build(s) for k, s in rule.items()}
-        return lambda v: not isinstance(v, dict) or all(props[k](v[k]) for k in props.keys() & v.keys())
+        return _properties({k: build(s) for k, s in rule.items()})
     if word == "additionalProperties":
-        known, check = sub.get("properties", {}).keys(), build(rule)
         if "patternProperties" in sub:
             raise ValueError("additionalProperties beside patternProperties is not supported")
+        known = frozenset(sub.get("properties", ()))
+        if rule is False:
+            return lambda v: not isinstance(v, dict) or v.keys() <= known
+        check = build(rule)
         return lambda v: not isinstance(v, dict) or all(check(v[k]) for k in v.keys() - known)
     if word == "required":
-        return lambda v: not isinstance(v, dict) or all(k in v for k in rule)
+        keys = frozenset(rule)
+        return lambda v: not isinstance(v, dict) or keys <= v.keys()
     if word == "dependentRequired":
         return lambda v: not isinstance(v, dict) or all(k in v for key, ks in rule.items() if key in v for k in ks)
     if word == "propertyNames":
