@@ -383,6 +383,7 @@ class _Lines:
             elif isinstance(node, yaml.SequenceNode):
                 children = [(v, path + (i,), None) for i, v in enumerate(node.value)]
             todo.extend(reversed(children))  # in document order: the last of duplicate keys wins
+        self.aliased = repeated > 0
 
     def line(self, path: tuple) -> int:
         """The line of the key (for mappings and lists: where the operator wrote
@@ -439,6 +440,29 @@ if _FAST_LOADER is not None:
     _FAST_LOADER.add_constructor("tag:yaml.org,2002:int", _int)
 
 
+_STR, _SEQ, _MAP, _MERGE, _VALUE = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map", "merge", "value"))
+
+
+def _construct(loader: yaml.SafeLoader, root: yaml.Node, aliased: bool):
+    """What `loader.construct_document(root)` returns, several times faster for what a
+    config is made of: strings, lists and mappings are built here, every other node
+    by the loader's own constructors (which raise what they raise). A document with
+    aliases goes to the loader whole: it builds each aliased node once. The walk
+    recurses at most MAX_DEPTH deep: `_Lines` has walked the document before."""
+
+    def build(node: yaml.Node):
+        if node.tag == _STR and node.__class__ is yaml.ScalarNode:
+            return node.value
+        if node.tag == _SEQ and node.__class__ is yaml.SequenceNode:
+            return [build(item) for item in node.value]
+        if node.tag == _MAP and node.__class__ is yaml.MappingNode and all(
+                key.__class__ is yaml.ScalarNode and key.tag not in (_MERGE, _VALUE) for key, _ in node.value):
+            return {build(key): build(value) for key, value in node.value}
+        return loader.construct_object(node, deep=True)
+
+    return loader.construct_document(root) if aliased else build(root)
+
+
 def parse_yaml(text: str, name: str, loader_class=_SafeLoader) -> tuple[object, _Lines]:
     """The document in `text` and where its parts are written; ConfigError with
     `name:LINE:` for text that is not YAML or exceeds the bounds above."""
@@ -451,7 +475,7 @@ def parse_yaml(text: str, name: str, loader_class=_SafeLoader) -> tuple[object, 
     try:
         root = loader.get_single_node()
         lines = _Lines(root)
-        doc = loader.construct_document(root) if root is not None else None
+        doc = _construct(loader, root, lines.aliased) if root is not None else None
     except _Limit as exc:
         raise ConfigError([f"{name}:{exc.problem_mark.line + 1}: {exc.problem}"]) from None
     except yaml.reader.ReaderError as exc:

@@ -5,6 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from ixpect import config
@@ -475,3 +476,39 @@ event:
         "'password_file'",
         "t.yaml:5: event.notifiers.alertmanager.channels[0].bearer_token: basic_auth and bearer_token are mutually "
         "exclusive: set only one"]
+
+
+# -- YAML construction --------------------------------------------------------------
+
+#: every kind of node and tag the YAML loaders construct, and the ways to fail
+YAML_DOCS = [
+    "a: 1\nb: [1, 2.5, .nan, -.inf, 0x1f, 0o17, 1_000, 190:20:30, true, no, ~, null, '', \"x\"]\n",
+    "{1: a, 2.0: b, true: c, ~: d, 2001-12-14: e, '1': f}\n",
+    "s: !!str 123\ni: !!int '42'\nf: !!float '1'\nb: !!binary aGVsbG8=\nt: 2001-12-14t21:59:43.10-05:00\n",
+    "set: !!set {a, b}\nomap: !!omap [{a: 1}, {b: 2}]\npairs: !!pairs [{a: 1}, {a: 2}]\n",
+    "base: &b {x: 1, y: 2}\nmerged: {<<: *b, y: 3}\nlist: [*b, *b]\n",
+    "m: {<<: {x: 1}, y: 2}\nv: {=: 5}\n",
+    "a: 1\na: 2\nb: {c: 1, c: [1, 2]}\n",
+    "? [a, b]\n: 1\n",
+    "? {a: 1}\n: 1\n",
+    "x: !!str [1]\n",
+    "x: !custom 1\ny: !!int nope\n",
+    "- !!map {a: 1}\n- !!seq [1]\n- !!str\n- !!null ''\n",
+    "probes:\n  arp_neighbor:\n    static_resolutions:\n    - {ip: 192.0.2.1, mac: '02:00:00:00:00:01'}\n",
+    "[[[[[[1]]]]]]\n", "just a string\n", "123\n", "!!set {a}\n", "'quoted'\n",
+]
+
+
+@pytest.mark.parametrize("loader_class", [config._SafeLoader, config._FAST_LOADER], ids=["python", "libyaml"])
+def test_a_document_is_constructed_as_the_loader_constructs_it(loader_class):
+    texts = YAML_DOCS + [p.read_text() for p in (EXAMPLE, DDIX, REPO / "examples" / "demo.conf.yaml")]
+    for text in texts:
+        loader = loader_class(text)
+        try:
+            expected = loader.construct_document(loader.get_single_node())
+        except yaml.MarkedYAMLError as exc:
+            with pytest.raises(config.ConfigError) as got:
+                config.parse_yaml(text, "t.yaml", loader_class)
+            assert exc.problem in got.value.errors[0], text
+            continue
+        assert repr(config.parse_yaml(text, "t.yaml", loader_class)[0]) == repr(expected), text
