@@ -512,3 +512,29 @@ def test_a_document_is_constructed_as_the_loader_constructs_it(loader_class):
             assert exc.problem in got.value.errors[0], text
             continue
         assert repr(config.parse_yaml(text, "t.yaml", loader_class)[0]) == repr(expected), text
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("text", ["probes: {stp: {enable: true}}\n", "probes: {stp: {enabel: true}}\n", "a: [\n"])
+def test_a_load_pauses_the_cycle_collector_and_leaves_it_as_it_was(text, enabled):
+    import gc
+
+    seen = []
+    real = config._Lines.__init__
+
+    def walk(self, root):
+        seen.append(gc.isenabled())
+        real(self, root)
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(config._Lines, "__init__", walk)
+            try:
+                config.load_text(text, "t.yaml")
+            except config.ConfigError:
+                pass
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+    assert set(seen) <= {False}
