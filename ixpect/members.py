@@ -40,6 +40,12 @@ class MemberTable:
         self.macs = macs or {}
         self.ips = ips or {}
         self.by_addr = {**self.ips, **self.macs}
+        self.packed_ips: dict[bytes, dict] = {}  # the addresses as frames carry them (4 or 16 bytes)
+        for addr, member in self.ips.items():
+            try:  # ip_address(), without first trying an IPv6 address as an IPv4 one
+                self.packed_ips[(IPv6Address if ":" in addr else IPv4Address)(addr).packed] = member
+            except ValueError:
+                raise ValueError(f"ips: {addr!r} is not an IP address") from None
         self.connections = {int(asn): n for asn, n in (connections or {}).items()}
 
     @classmethod
@@ -52,12 +58,10 @@ class MemberTable:
         sections = ("macs", "ips", "connections")
         if not isinstance(doc, dict) or not all(isinstance(doc.get(k, {}), dict) for k in sections):
             raise ValueError(f"{path}: not a member table (a JSON object of macs, ips and connections)")
-        for addr in doc.get("ips") or ():
-            try:  # ip_address(), without first trying an IPv6 address as an IPv4 one
-                (IPv6Address if ":" in addr else IPv4Address)(addr)
-            except ValueError:
-                raise ValueError(f"{path}: ips: {addr!r} is not an IP address") from None
-        return cls(doc.get("macs"), doc.get("ips"), doc.get("connections"))
+        try:
+            return cls(doc.get("macs"), doc.get("ips"), doc.get("connections"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def name(self, data: dict) -> tuple[dict | None, dict | None]:
         """(member, member_claimed) of an event's data."""

@@ -48,7 +48,7 @@ class MacAddress(Probe):
         self.window = cfg["window"]
         self.asns_of = {bytes.fromhex(m.replace(":", "")): asns(member) for m, member in self.members.macs.items()}
         # packed address -> ASNs of the members the table gives it to
-        self.owners_of = {ip_address(a).packed: asns(member) for a, member in self.members.ips.items()}
+        self.owners_of = {packed: asns(member) for packed, member in self.members.packed_ips.items()}
         self.connections = self.members.connections
         if not self.asns_of:
             log.warning("mac_address: the member table lists no MACs; every source MAC is unknown")

@@ -20,7 +20,8 @@ replaced is a challenger like any other (a flip-flop).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
+from socket import AF_INET, AF_INET6, inet_pton
 
 from ixpect.decode import ND_NA, ND_NS
 from ixpect.events import mac
@@ -44,8 +45,9 @@ class _Neighbor(Probe):
 
     def configure(self, cfg: dict) -> None:
         self.static: dict[bytes, set[bytes]] = {}
-        for entry in cfg.get("static_resolutions", ()):
-            self.static.setdefault(ip_address(entry["ip"]).packed, set()).add(
+        for entry in cfg.get("static_resolutions", ()):  # addresses in the config's canonical form
+            ip = entry["ip"]
+            self.static.setdefault(inet_pton(AF_INET6 if ":" in ip else AF_INET, ip), set()).add(
                 bytes.fromhex(entry["mac"].replace(":", "")))
         self.dynamic_enable = cfg.get("dynamic_enable", False)
         self.learnable = Prefixes(cfg["prefixes"]) if "prefixes" in cfg else None
