@@ -38,6 +38,7 @@ import gc
 import ipaddress
 import json
 import re
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -141,7 +142,16 @@ def _other_family(value: str, family: str, what: str) -> None:
 
 
 def _address(cls, family: str):
+    af = socket.AF_INET if family == "IPv4" else socket.AF_INET6
+
     def canonical(value: str) -> str:
+        try:  # an address in the canonical form already (as rendered configs have them), at C speed;
+            # inet_ntop writes some IPv6 addresses with an IPv4 tail, which ipaddress does not
+            same = socket.inet_ntop(af, socket.inet_pton(af, value)) == value
+            if same and (af == socket.AF_INET or "." not in value):
+                return value
+        except (OSError, ValueError):
+            pass
         try:
             if "%" in value:
                 raise ValueError("zone indices are not allowed")
