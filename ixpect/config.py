@@ -38,7 +38,6 @@ import gc
 import ipaddress
 import json
 import re
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +46,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from ixpect import humantime, schemacheck
+from ixpect.addresses import canonical_packed
 from ixpect.members import MemberTable
 from ixpect.notify import NO_NOTIFIER
 
@@ -142,16 +142,9 @@ def _other_family(value: str, family: str, what: str) -> None:
 
 
 def _address(cls, family: str):
-    af = socket.AF_INET if family == "IPv4" else socket.AF_INET6
-
     def canonical(value: str) -> str:
-        try:  # an address in the canonical form already (as rendered configs have them), at C speed;
-            # inet_ntop writes some IPv6 addresses with an IPv4 tail, which ipaddress does not
-            same = socket.inet_ntop(af, socket.inet_pton(af, value)) == value
-            if same and (af == socket.AF_INET or "." not in value):
-                return value
-        except (OSError, ValueError):
-            pass
+        if canonical_packed(value, 4 if family == "IPv4" else 6) is not None:  # as rendered configs have them
+            return value
         try:
             if "%" in value:
                 raise ValueError("zone indices are not allowed")

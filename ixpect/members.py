@@ -23,6 +23,8 @@ import json
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
+from ixpect.addresses import canonical_packed
+
 #: event data keys of what a frame claims, most specific first
 CLAIMS = ("ip4_addr", "ip6_addr", "mac_addr", "ip4_addr_source", "ip6_addr_source")
 
@@ -42,8 +44,10 @@ class MemberTable:
         self.by_addr = {**self.ips, **self.macs}
         self.packed_ips: dict[bytes, dict] = {}  # the addresses as frames carry them (4 or 16 bytes)
         for addr, member in self.ips.items():
-            try:  # ip_address(), without first trying an IPv6 address as an IPv4 one
-                self.packed_ips[(IPv6Address if ":" in addr else IPv4Address)(addr).packed] = member
+            version = 6 if ":" in addr else 4  # the only one ip_address() could find
+            try:
+                packed = canonical_packed(addr, version) or (IPv6Address if version == 6 else IPv4Address)(addr).packed
+                self.packed_ips[packed] = member
             except ValueError:
                 raise ValueError(f"ips: {addr!r} is not an IP address") from None
         self.connections = {int(asn): n for asn, n in (connections or {}).items()}
