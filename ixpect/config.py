@@ -373,19 +373,20 @@ class _Lines:
             if len(path) > MAX_DEPTH:
                 raise _too_deep(node.start_mark)
             self.nodes[path] = (key, node)
-            children = []
-            if isinstance(node, yaml.MappingNode):
-                first_line = {}
+            if node.__class__ is yaml.MappingNode:
+                first: dict = {}  # key -> its first key node
+                children = []
                 for k, v in node.value:
-                    name = k.value if isinstance(k, yaml.ScalarNode) else None
-                    if name in first_line:
-                        self.duplicates.append((path + (name,), f"duplicate key (first at line {first_line[name]})"))
+                    name = k.value if k.__class__ is yaml.ScalarNode else None
+                    if name in first:
+                        self.duplicates.append((path + (name,),
+                                                f"duplicate key (first at line {first[name].start_mark.line + 1})"))
                     else:
-                        first_line[name] = k.start_mark.line + 1
+                        first[name] = k
                     children.append((v, path + (name,), k))
-            elif isinstance(node, yaml.SequenceNode):
-                children = [(v, path + (i,), None) for i, v in enumerate(node.value)]
-            todo.extend(reversed(children))  # in document order: the last of duplicate keys wins
+                todo += reversed(children)  # in document order: the last of duplicate keys wins
+            elif node.__class__ is yaml.SequenceNode:
+                todo += [(v, path + (i,), None) for i, v in reversed(list(enumerate(node.value)))]
         self.aliased = repeated > 0
 
     def line(self, path: tuple) -> int:
