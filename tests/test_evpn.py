@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+                                IPv6, in6_getnsma, in6_getnsmac)
 from scapy.layers.l2 import ARP, Ether
 
 from conftest import require_tool, wait_for
@@ -42,6 +43,7 @@ LEAF_IP, MON_IP = "10.77.0.1", "10.77.0.2"
 ASN = 65000
 M1_MAC, M2_MAC = "02:00:00:00:01:01", "02:00:00:00:02:02"
 M1_IP, M2_IP = "192.0.2.1", "192.0.2.2"
+M1_IP6, M2_IP6 = "2001:db8:100::1", "2001:db8:100::2"
 MEMBERS = {M1_MAC: {"asn": 64501, "name": "Member One"}, M2_MAC: {"asn": 64502, "name": "Member Two"}}
 FLOOD = "00:00:00:00:00:00"
 
@@ -140,6 +142,10 @@ class Fabric:
             sh("ip", "link", "add", f"vxlan{vni}", "type", "vxlan", "id", vni, "local", LEAF_IP,
                "dstport", 4789, "nolearning", ns=leaf)
             sh("ip", "link", "set", f"vxlan{vni}", "master", f"br{vni}", "up", ns=leaf)
+            # IPv6 on (for neighbor entries), no address: its MLD reports go out now, before
+            # the monitor is in the flood list
+            sh("ip", "link", "set", f"br{vni}", "addrgenmode", "none", ns=leaf)
+            sh("sysctl", "-qw", f"net.ipv6.conf.br{vni}.disable_ipv6=0", ns=leaf)
             sh("ip", "link", "set", f"br{vni}", "up", ns=leaf)
         # m1 is on both LANs (eth0 peering, eth1 jumbo), m2 on the peering LAN only
         for member, mac, ports in (("m1", M1_MAC, ((100, "eth0"), (200, "eth1"))), ("m2", M2_MAC, ((100, "eth0"),))):
@@ -238,6 +244,48 @@ def capture_config(tmp: Path, vni: int) -> Path:
     return conf
 
 
+def suppress(fabric: Fabric) -> None:
+    """neigh_suppress on the leaf's vxlan port (as FRR's EVPN leaves set it), and m2's IPv4
+    and IPv6 neighbor entries on its bridge."""
+    leaf = fabric.ns["leaf"]
+    for ip in (M2_IP, M2_IP6):
+        sh("ip", "neigh", "replace", ip, "lladdr", M2_MAC, "dev", "br100", "nud", "permanent", ns=leaf)
+    sh("bridge", "link", "set", "dev", "vxlan100", "neigh_suppress", "on", ns=leaf)
+
+
+def _nd(dst_ip: str, message) -> Ether:
+    """An ND message from m1 to multicast `dst_ip`, hop limit 255 as RFC 4861 requires."""
+    return Ether(src=M1_MAC, dst=in6_getnsmac(socket.inet_pton(socket.AF_INET6, dst_ip))) / IPv6(src=M1_IP6, dst=dst_ip, hlim=255) / message
+
+
+def solicited_node(ip: str) -> str:
+    return socket.inet_ntop(socket.AF_INET6, in6_getnsma(socket.inet_pton(socket.AF_INET6, ip)))
+
+
+def suppressed_frames() -> dict[str, Ether]:
+    """What a member floods that a suppressing leaf keeps from remote VTEPs."""
+    bcast = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff")
+    return {
+        "gratuitous ARP request": bcast / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst=M1_IP),
+        "gratuitous ARP reply": bcast / ARP(op=2, hwsrc=M1_MAC, psrc=M1_IP, hwdst="ff:ff:ff:ff:ff:ff", pdst=M1_IP),
+        "ARP probe": bcast / ARP(op=1, hwsrc=M1_MAC, psrc="0.0.0.0", pdst=M1_IP),
+        "ARP request for a known address": bcast / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst=M2_IP),
+        "unsolicited NA": _nd("ff02::1", ICMPv6ND_NA(R=0, S=0, O=1, tgt=M1_IP6) / ICMPv6NDOptDstLLAddr(lladdr=M1_MAC)),
+        "NS for a known address": _nd(solicited_node(M2_IP6), ICMPv6ND_NS(tgt=M2_IP6) / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
+    }
+
+
+def still_flooded_frames() -> dict[str, Ether]:
+    """What a suppressing leaf still floods to remote VTEPs."""
+    bcast = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff")
+    return {
+        "ARP reply to broadcast for another address": bcast / ARP(op=2, hwsrc=M1_MAC, psrc=M1_IP, hwdst="ff:ff:ff:ff:ff:ff", pdst=M2_IP),
+        "NS for an unknown address": _nd(solicited_node("2001:db8:100::99"), ICMPv6ND_NS(tgt="2001:db8:100::99")
+                                         / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
+        "router advertisement": _nd("ff02::1", ICMPv6ND_RA() / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
+    }
+
+
 def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
     """The monitor side runs only what the role renders: frr.conf, and per VNI the
     ExecStart/ExecStop of ixpect-netns and ixpect-evpn (the role's per-host units, rendered
@@ -315,19 +363,22 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
             assert " dst " not in sh("bridge", "fdb", "show", ns=fabric.ns[f"cap{vni}"])
         assert fabric.vxlan_sent("leaf") > 0 and fabric.vxlan_sent("mon") == 0
 
-        # ARP/ND suppression (RFC 9161) on the leaf: a gratuitous ARP is no longer flooded
-        # to the monitor, a request for an address nobody has still is
-        sh("bridge", "link", "set", "dev", "vxlan100", "neigh_suppress", "on", ns=fabric.ns["leaf"])
-        garp = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst=M1_IP)
-        request = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst="192.0.2.99")
-        for frame, delivered in ((garp, 0), (request, 1)):
+        # ARP/ND suppression (RFC 9161) on the leaf's port into the fabric, the leaf knowing
+        # m2's addresses (neighbor entries on its bridge, where zebra installs those of EVPN
+        # type-2 routes): what the leaf answers itself or drops is no longer flooded to the
+        # monitor, and what it does not know still is
+        suppress(fabric)
+        flooded = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst="192.0.2.99")
+        for name, frame in suppressed_frames().items():
+            before = fabric.received("cap100", "vxlan100")
+            fabric.send("m1", "eth0", [frame, flooded])  # in this order: the second one marks the end
+            wait_for(lambda: fabric.received("cap100", "vxlan100") > before, what=f"the flooded frame after {name}")
+            time.sleep(0.2)
+            assert fabric.received("cap100", "vxlan100") - before == 1, f"{name} was flooded to the monitor"
+        for name, frame in still_flooded_frames().items():
             before = fabric.received("cap100", "vxlan100")
             fabric.send("m1", "eth0", [frame])
-            if delivered:
-                wait_for(lambda: fabric.received("cap100", "vxlan100") > before, what="the flooded ARP request")
-            else:
-                time.sleep(1)
-            assert fabric.received("cap100", "vxlan100") - before == delivered
+            wait_for(lambda: fabric.received("cap100", "vxlan100") > before, what=f"{name} flooded to the monitor")
 
         # the advertisement device goes: its route is withdrawn, the other VNI's stays
         sh(*unit_command(role[200]["ixpect-evpn.service"], "ExecStop"), ns=mon)
