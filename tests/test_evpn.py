@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +30,13 @@ from conftest import require_tool, wait_for
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ansible"))
 import units  # noqa: E402
 from ixpect.netns import inside
+from frrlab import FRR, Frr, sh
 from livenet import IXPECT, needs_root, quiet_namespace, read_jsonl, start, stop
 
 pytestmark = [needs_root, pytest.mark.netns]
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = ROOT / "ansible" / "roles" / "ixpect"
-FRR = Path("/usr/lib/frr")
 LEAF_IP, MON_IP = "10.77.0.1", "10.77.0.2"
 ASN = 65000
 M1_MAC, M2_MAC = "02:00:00:00:01:01", "02:00:00:00:02:02"
@@ -62,60 +60,6 @@ router bgp {ASN}
  exit-address-family
 exit
 """
-
-
-def sh(*argv, ns: str | None = None) -> str:
-    cmd = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
-    done = subprocess.run([str(a) for a in cmd], capture_output=True, text=True)
-    assert done.returncode == 0, f"{cmd}: {done.stderr}"
-    return done.stdout
-
-
-class Frr:
-    """zebra and bgpd of one FRR instance in namespace `ns`, with config, pid, vty and
-    zserv paths in a directory of their own (so that several run side by side), stopped
-    by `stop()`. They run as FRR's user, as packaged: the directory is theirs."""
-
-    def __init__(self, ns: str, config: str):
-        self.ns = ns
-        self.run = run = Path(tempfile.mkdtemp(prefix="ixpect-frr-"))
-        shutil.chown(run, "frr", "frr")
-        (run / "empty.conf").touch()
-        self.procs: dict[str, subprocess.Popen] = {}
-        try:
-            self._start(config)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start(self, config: str) -> None:
-        run, ns = self.run, self.ns
-        for daemon in ("zebra", "bgpd"):
-            with open(run / f"{daemon}.log", "w") as log:
-                self.procs[daemon] = subprocess.Popen(
-                    ["ip", "netns", "exec", ns, FRR / daemon, "-f", run / "empty.conf", "-i", run / f"{daemon}.pid",
-                     "-z", run / "zserv.api", "--vty_socket", run, "-A", "127.0.0.1", "-P", "0"],
-                    stdout=log, stderr=subprocess.STDOUT)
-            wait_for(lambda: (run / f"{daemon}.vty").exists() or self.procs[daemon].poll() is not None,
-                     what=f"{daemon} in {ns}")
-            assert self.procs[daemon].poll() is None, (run / f"{daemon}.log").read_text()
-        # as frrinit.sh does with the integrated config: vtysh hands each daemon its part
-        (run / "frr.conf").write_text(config)
-        sh("vtysh", "--vty_socket", run, "-f", run / "frr.conf", ns=ns)
-
-    def vtysh(self, *commands: str) -> str:
-        return sh("vtysh", "--vty_socket", self.run, *[a for c in commands for a in ("-c", c)], ns=self.ns)
-
-    def json(self, command: str):
-        return json.loads(self.vtysh(command + " json"))
-
-    def stop_bgpd(self) -> None:
-        stop(self.procs["bgpd"])
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs.values()):
-            stop(proc)
-        shutil.rmtree(self.run)
 
 
 class Fabric:
@@ -317,14 +261,8 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
 
         # the leaf has from the monitor exactly its two IMET routes, with the configured RT
         # for VNI 100 and the automatic one for 200 ...
-        def from_monitor():
-            routes = fabric.leaf.json("show bgp l2vpn evpn route")
-            return sorted((prefix, path["extendedCommunity"]["string"])
-                          for rd in routes.values() if isinstance(rd, dict)
-                          for prefix, entry in rd.items() if isinstance(entry, dict)
-                          for paths in entry["paths"] for path in paths if path["peerId"] == MON_IP)
         imet = [("[3]:[0]:[32]:[10.77.0.2]", f"RT:{ASN}:100 ET:8"), ("[3]:[0]:[32]:[10.77.0.2]", f"RT:{ASN}:200 ET:8")]
-        assert from_monitor() == imet
+        assert fabric.leaf.evpn_routes_from(MON_IP) == imet
         # ... even when the monitor has a MAC of its own to advertise (a port in its
         # advertisement bridge): the type-2 route stays local
         sh("ip", "link", "add", "probe0", "type", "veth", "peer", "name", "probe1", ns=mon)
@@ -334,7 +272,7 @@ def test_monitor_joins_the_flood_list_and_sends_nothing(fabric, tmp_path):
         sh("bridge", "fdb", "add", "02:00:00:00:99:99", "dev", "probe0", "master", "static", ns=mon)
         wait_for(lambda: "02:00:00:00:99:99" in speaker.vtysh("show bgp l2vpn evpn route type macip"),
                  what="the monitor's own type-2 route")
-        assert from_monitor() == imet
+        assert fabric.leaf.evpn_routes_from(MON_IP) == imet
 
         # members flood; both captures see their own LAN only, and name the member
         fabric.send("m2", "eth0", [Ether(src=M2_MAC, dst="ff:ff:ff:ff:ff:ff")
