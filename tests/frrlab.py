@@ -21,6 +21,26 @@ def sh(*argv, ns: str | None = None) -> str:
     return done.stdout
 
 
+def reflector_config(hostname: str, router_id: str, asn: int, client: str, vnis: bool = False) -> str:
+    """An iBGP l2vpn evpn route reflector for `client`, with 1/3 s timers; with `vnis` it is
+    also a leaf that originates its own VNIs."""
+    originate = "  advertise-all-vni\n" if vnis else ""
+    return f"""\
+frr defaults traditional
+hostname {hostname}
+router bgp {asn}
+ bgp router-id {router_id}
+ no bgp default ipv4-unicast
+ timers bgp 1 3
+ neighbor {client} remote-as internal
+ address-family l2vpn evpn
+  neighbor {client} activate
+  neighbor {client} route-reflector-client
+{originate} exit-address-family
+exit
+"""
+
+
 class Frr:
     """zebra and bgpd of one FRR instance in namespace `ns`, with config, pid, vty and
     zserv paths in a directory of their own (so that several run side by side), stopped

@@ -4,13 +4,15 @@ A Debian 12 root (debootstrap, cached under /var/cache/ixpect-ci/ keyed by its p
 list) boots with `systemd-nspawn -b --register=no --keep-unit --private-network` on a
 throw-away overlay (--volatile=overlay: the cache stays clean). One end of a veth pair is
 handed to it, the other sits in a peer namespace on the host; the veth is the capture
-interface, or (second run) the underlay of a VxLAN feed. Inside, with no network,
+interface, or (second run) the underlay of a VxLAN feed whose VTEP the role advertises
+over BGP EVPN (`ixpect_evpn`) to an FRR route reflector in the peer namespace. Inside, with no network,
 ansible-core from a wheelhouse built here runs playbooks/site.yml with `-c local`, and
 the test checks what an operator would: the units run, the capture process sits in the
 capture namespace with nothing beyond CAP_NET_RAW, frames the peer sends come out of the notifier
 naming the member from the IX-F export, the IX-F timer is scheduled, a second run (and
 --check --diff) changes nothing, a settings change reloads instead of restarting, a new
-interval touches only the timer, a failed render is run again by the next run, a typo in
+interval touches only the timer, the EVPN route lives exactly as long as the capture and
+goes with `ixpect_evpn`, a failed render is run again by the next run, a typo in
 the capture source changes nothing, turning IX-F off and `ixpect_state: absent` leave
 nothing behind, and nothing is left of the container either.
 """
@@ -34,6 +36,7 @@ import pytest
 import yaml
 
 from conftest import SHARED, wait_for
+from frrlab import Frr, reflector_config
 
 sys.path.insert(0, str(Path(__file__).parent / "ansible"))
 import units  # noqa: E402
@@ -46,8 +49,10 @@ pytestmark = [
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("IXPECT_CI_CACHE", "/var/cache/ixpect-ci"))
 MIRROR = os.environ.get("IXPECT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# What the role needs on a Debian host, plus systemd to boot and iproute2 to look around.
-PACKAGES = ("dbus", "iproute2", "nftables", "procps", "python3", "python3-apt", "python3-packaging", "python3-venv",
+# What the role needs on a Debian host, plus systemd to boot and iproute2 to look around, and
+# FRR, whose packages stay in the root's apt cache: the vxlan lab removes it, the role
+# installs it again (offline) for ixpect_evpn.
+PACKAGES = ("dbus", "frr", "frr-pythontools", "iproute2", "nftables", "procps", "python3", "python3-apt", "python3-packaging", "python3-venv",
             "systemd", "systemd-sysv")
 
 # France-IX Marseille's real export (the one tests/test_ixf_e2e.py uses) and one member in it.
@@ -62,6 +67,10 @@ SETTINGS = {
 UNITS = ("ixpect-netns.service", "ixpect-notify.service", "ixpect-capture.service", "ixpect-ixf.timer")
 CAP_NET_RAW = 1 << 13
 VNI, UNDERLAY_VTEP, UNDERLAY_PEER = 100, "198.51.100.7", "198.51.100.1"
+ASN = 65000
+EVPN = {"asn": ASN, "neighbors": [UNDERLAY_PEER], "keepalive": 1, "hold": 3}
+EVPN_UNITS = ("frr.service", "ixpect-evpn.service")
+IMET = ("[3]:[0]:[32]:[%s]" % UNDERLAY_VTEP, f"RT:{ASN}:{VNI} ET:8")
 
 
 def run(*cmd, check=True, **kw) -> subprocess.CompletedProcess:
@@ -189,7 +198,8 @@ class Lab:
 
     mode "interface": the container's veth end is the capture interface (a member port).
     mode "vxlan": it is the underlay (VTEP 198.51.100.7), and the peer sends the LAN's
-    frames VxLAN-encapsulated with VNI 100 to it, as a switch flooding BUM traffic would.
+    frames VxLAN-encapsulated with VNI 100 to it, as a switch flooding BUM traffic would;
+    the peer also runs the route reflector (`rr`) the role's FRR peers with.
     """
 
     def __init__(self, workdir: Path, wheels: Path, mode: str):
@@ -197,7 +207,8 @@ class Lab:
         self.peer_ns, self.interface, self.peer_if = f"peer-{suffix}", f"ixv{suffix}", f"ixp{suffix}"
         self.mode, self.wheels = mode, wheels
         self.device = self.interface if mode == "interface" else f"vxlan{VNI}"
-        self.container = None
+        self.units = UNITS + (EVPN_UNITS if mode == "vxlan" else ())
+        self.container = self.rr = None
         self.workdir = workdir
         self.member, self.member_mac, self.member_ip = member_of_export()
         try:
@@ -223,12 +234,14 @@ class Lab:
         run("ip", "link", "set", self.interface, "netns", self.container.leader)
         if self.mode == "vxlan":  # the host's own network config, not the role's business
             run("ip", "-n", self.peer_ns, "addr", "add", f"{UNDERLAY_PEER}/24", "dev", self.peer_if)
+            self.rr = Frr(self.peer_ns, reflector_config("rr", UNDERLAY_PEER, ASN, UNDERLAY_VTEP))
+            self.container.sh("dpkg --purge frr-pythontools frr")
             self.container.sh(f"ip addr add {UNDERLAY_VTEP}/24 dev {self.interface} && "
                               f"ip link set {self.interface} up && ip link set lo up")
         self.container.sh("python3 -m venv /opt/ansible && "
                           "/opt/ansible/bin/pip install --quiet --no-index --find-links /srv/wheels ansible-core")
 
-    def write_inventory(self, directory: Path, ixf: bool = True) -> None:
+    def write_inventory(self, directory: Path, ixf: bool = True, evpn: bool = True) -> None:
         directory.mkdir()
         host = {
             "ansible_connection": "local",
@@ -239,6 +252,8 @@ class Lab:
             host["ixpect_capture_interface"] = self.interface
         else:
             host |= {"ixpect_capture_vxlan_vni": VNI, "ixpect_capture_vxlan_local": UNDERLAY_VTEP}
+            if evpn:
+                host["ixpect_evpn"] = EVPN
         inventory = {"ixpect": {"children": {"pop_e2e": {"hosts": {"localhost": host}}}}}
         group = {
             "ixpect_wheel": f"/srv/wheels/{self.wheel}",
@@ -283,9 +298,15 @@ class Lab:
         out = self.container.sh(f"journalctl -u {unit} -o cat --no-pager").stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
+    def imet_routes(self) -> list[tuple[str, str]]:
+        """What the route reflector has from the monitor."""
+        return self.rr.evpn_routes_from(UNDERLAY_VTEP)
+
     def teardown(self) -> None:
         if self.container:
             self.container.stop()
+        if self.rr:
+            self.rr.stop()
         if self.peer_ns in netns_names():
             run("ip", "netns", "delete", self.peer_ns)
         if self.interface in links():
@@ -313,12 +334,13 @@ def changed(output: str) -> int:
 
 
 def test_playbook_deploys_and_second_run_changes_nothing(lab):
+    assert changed(lab.playbook("--check", "--diff")) > 0  # on the fresh host (vxlan: without FRR)
     first = lab.playbook()
     assert changed(first) > 0
     second = lab.playbook()
     assert changed(second) == 0, second
-    state = lab.container.sh("systemctl is-active " + " ".join(UNITS), check=False).stdout.split()
-    assert state == ["active"] * len(UNITS), lab.container.sh("systemctl status 'ixpect*' --no-pager",
+    state = lab.container.sh("systemctl is-active " + " ".join(lab.units), check=False).stdout.split()
+    assert state == ["active"] * len(lab.units), lab.container.sh("systemctl status 'ixpect*' --no-pager",
                                                               check=False).stdout
 
 
@@ -330,7 +352,8 @@ def test_check_diff_on_an_up_to_date_host_predicts_nothing(lab):
 
 
 def test_installed_units_carry_exactly_the_shared_hardening(lab):
-    for unit in ("ixpect-netns", "ixpect-capture", "ixpect-notify", "ixpect-ixf"):
+    for unit in ("ixpect-netns", "ixpect-capture", "ixpect-notify", "ixpect-ixf") + (
+            ("ixpect-evpn",) if lab.mode == "vxlan" else ()):
         text = lab.container.sh(f"cat /etc/systemd/system/{unit}.service").stdout
         service = units.parse(text)["Service"]
         for key, values in units.expected_hardening(unit).items():
@@ -388,6 +411,61 @@ def test_frames_from_the_peer_become_events_naming_the_member(lab):
     assert arp["member"] is None and arp["member_claimed"] == who  # a stranger spoofing the member
     assert found["STP_PACKET_FOUND"]["data"] == {"mac_addr_source": PEER_MAC,
                                                  "mac_addr_destination": "01:80:c2:00:00:00"}
+
+
+def needs_evpn(lab) -> None:
+    if lab.mode != "vxlan":
+        pytest.skip("EVPN advertises a VxLAN capture's VTEP")
+
+
+def config_blocks(text: str) -> list[list[str]]:
+    """The `router bgp` and `route-map` blocks of an FRR config: stripped lines up to `exit`."""
+    blocks, block = [], None
+    for line in (raw.strip() for raw in text.splitlines()):
+        if line.startswith(("router bgp ", "route-map ")):
+            blocks.append(block := [])
+        if block is not None and line not in ("", "!"):
+            block.append(line)
+        if line == "exit":
+            block = None
+    return blocks
+
+
+def test_evpn_speaker_runs_the_rendered_config_and_advertises_one_route(lab):
+    needs_evpn(lab)
+    c = lab.container
+    assert c.sh("pgrep -c -x bgpd").stdout.strip() == "1"
+    rendered = c.sh("cat /etc/frr/frr.conf").stdout
+    running = c.sh("vtysh -c 'show running-config'").stdout
+    assert config_blocks(running) == config_blocks(rendered), running
+    bgp = config_blocks(running)[0]
+    assert f"neighbor {UNDERLAY_PEER} remote-as internal" in bgp and "address-family l2vpn evpn" in bgp
+    assert [line for line in bgp if line.startswith("advertise")] == ["advertise-all-vni"]
+    # the advertisement device: in the host namespace, VTEP and VNI of the capture, in a down bridge
+    # (quiet under the unit's sandbox: no ARP, no address, not even IPv6 link-local)
+    devices = {link["ifname"]: link for link in json.loads(c.sh("ip -d -j addr show").stdout)}
+    vxlan, bridge = devices[f"evpn{VNI}"], devices[f"evpnbr{VNI}"]
+    data = vxlan["linkinfo"]["info_data"]
+    assert (data["id"], data["local"], data["port"], data["learning"]) == (VNI, UNDERLAY_VTEP, 4788, False)
+    assert vxlan["master"] == f"evpnbr{VNI}" and "UP" in vxlan["flags"] and "UP" not in bridge["flags"]
+    assert "NOARP" in vxlan["flags"] and "NOARP" in bridge["flags"] and vxlan["addr_info"] == bridge["addr_info"] == []
+    # the route reflector has exactly the VNI's type-3 route with the monitor's VTEP, and sends it nothing
+    wait_for(lambda: lab.imet_routes() == [IMET], what="the IMET route at the route reflector", interval=0.5)
+    summary = json.loads(c.sh("vtysh -c 'show bgp l2vpn evpn summary json'").stdout)["peers"][UNDERLAY_PEER]
+    assert (summary["state"], summary["pfxRcd"], summary["pfxSnt"]) == ("Established", 0, 1)
+
+
+def test_evpn_route_lives_as_long_as_the_capture(lab):
+    needs_evpn(lab)
+    c = lab.container
+    c.sh("systemctl stop ixpect-capture")
+    assert c.sh("systemctl is-active ixpect-evpn", check=False).stdout.strip() == "inactive"
+    assert f"evpn{VNI}" not in c.sh("ip -br link").stdout
+    wait_for(lambda: lab.imet_routes() == [], what="the IMET route withdrawn", interval=0.5)
+    c.sh("systemctl start ixpect-capture")  # pulls ixpect-evpn in again (WantedBy=), after it
+    wait_for(lambda: c.sh("systemctl is-active ixpect-evpn", check=False).stdout.strip() == "active",
+             what="ixpect-evpn started with the capture", interval=0.5)
+    wait_for(lambda: lab.imet_routes() == [IMET], what="the IMET route back", interval=0.5)
 
 
 def test_ixf_timer_is_scheduled(lab):
@@ -471,7 +549,7 @@ def test_a_failed_render_is_run_again_by_the_next_run(lab):
 def test_a_typo_in_the_capture_source_changes_nothing(lab):
     c = lab.container
     state = ("systemctl show --value -p MainPID -p ActiveState ixpect-netns ixpect-capture ixpect-notify; "
-             "ip netns list; sha256sum /etc/systemd/system/ixpect-*")
+             "ip netns list; find /etc/systemd/system -name 'ixpect-*' -type f -exec sha256sum {} + | sort")
     before = c.sh(state).stdout
     settings = json.loads((lab.workdir / "test" / "change.json").read_text())
     if lab.mode == "interface":
@@ -494,8 +572,8 @@ def test_another_namespace_takes_the_interface_along(lab):
     out = lab.playbook("-e", "@/srv/test/move.json")
     assert "RUNNING HANDLER [ixpect : Restart ixpect-netns]" in out
     assert [line.split()[0] for line in c.sh("ip netns list").stdout.splitlines()] == ["ixp-lan"]
-    state = c.sh("systemctl is-active " + " ".join(UNITS), check=False).stdout.split()
-    assert state == ["active"] * len(UNITS)
+    state = c.sh("systemctl is-active " + " ".join(lab.units), check=False).stdout.split()
+    assert state == ["active"] * len(lab.units)
     pid = c.sh("systemctl show -P MainPID ixpect-capture").stdout.strip()
     assert c.sh(f"readlink /proc/{pid}/ns/net").stdout.strip() == "net:[%s]" % c.sh(
         "stat -L -c %i /run/netns/ixp-lan").stdout.strip()
@@ -511,6 +589,23 @@ def test_another_namespace_takes_the_interface_along(lab):
     assert changed(lab.playbook("-e", "@/srv/test/move.json")) == 0
 
 
+def test_evpn_off_retires_the_advertisement_and_leaves_frr(lab):
+    needs_evpn(lab)
+    c = lab.container
+    lab.write_inventory(lab.workdir / "test" / "no-evpn", evpn=False)
+    out = lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-evpn/hosts.yml")
+    assert "TASK [ixpect : Stop and disable ixpect-evpn]" in out and changed(out) > 0
+    assert c.sh("systemctl list-unit-files --no-legend ixpect-evpn.service", check=False).stdout.strip() == ""
+    assert not {f"evpn{VNI}", f"evpnbr{VNI}"} & {line.split()[0] for line in c.sh("ip -br link").stdout.splitlines()}
+    wait_for(lambda: lab.imet_routes() == [], what="the IMET route withdrawn", interval=0.5)
+    assert c.sh("dpkg-query -W -f '${Status}' frr").stdout == "install ok installed"
+    assert c.sh("systemctl is-active frr").stdout.strip() == "active"
+    assert changed(lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-evpn/hosts.yml")) == 0
+    lab.playbook("-e", "@/srv/test/move.json")  # and back on
+    assert c.sh("systemctl is-active ixpect-evpn").stdout.strip() == "active"
+    wait_for(lambda: lab.imet_routes() == [IMET], what="the IMET route back", interval=0.5)
+
+
 def test_ixf_off_leaves_no_trace_of_it(lab):
     c = lab.container
     lab.write_inventory(lab.workdir / "test" / "no-ixf", ixf=False)
@@ -523,12 +618,13 @@ def test_ixf_off_leaves_no_trace_of_it(lab):
     assert c.sh("test -f /etc/ixpect/ixpect.conf.yaml && ! test -L /etc/ixpect/ixpect.conf.yaml", check=False
                 ).returncode == 0
     assert "ixpect" not in c.sh("systemctl list-timers --all --no-legend").stdout
-    state = c.sh("systemctl is-active ixpect-netns ixpect-notify ixpect-capture", check=False).stdout.split()
-    assert state == ["active"] * 3
+    state = c.sh("systemctl is-active " + " ".join(u for u in lab.units if "ixf" not in u), check=False).stdout.split()
+    assert state == ["active"] * (len(lab.units) - 1)
     assert changed(lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-ixf/hosts.yml")) == 0
 
 
 def test_state_absent_leaves_nothing_behind(lab):
+    """Even with ixpect_evpn still set (vxlan): the route goes, FRR stays."""
     c = lab.container
     absent = lab.extra_vars("absent", ixpect_netns="ixp-lan", ixpect_state="absent")
     out = lab.playbook(absent)
@@ -545,7 +641,10 @@ def test_state_absent_leaves_nothing_behind(lab):
         link = json.loads(c.sh(f"ip -j link show {lab.interface}").stdout)[0]
         assert "UP" not in link["flags"] and "NOARP" not in link["flags"] and "PROMISC" not in link["flags"]
     else:
-        assert f"vxlan{VNI}" not in c.sh("ip -br link").stdout
+        assert not {f"vxlan{VNI}", f"evpn{VNI}", f"evpnbr{VNI}"} & {
+            line.split()[0] for line in c.sh("ip -br link").stdout.splitlines()}
+        wait_for(lambda: lab.imet_routes() == [], what="the IMET route withdrawn", interval=0.5)
+        assert c.sh("systemctl is-active frr").stdout.strip() == "active"
     assert changed(lab.playbook(absent)) == 0
 
 

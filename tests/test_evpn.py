@@ -30,7 +30,7 @@ from conftest import require_tool, wait_for
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ansible"))
 import units  # noqa: E402
 from ixpect.netns import inside
-from frrlab import FRR, Frr, sh
+from frrlab import FRR, Frr, reflector_config, sh
 from livenet import IXPECT, needs_root, quiet_namespace, read_jsonl, start, stop
 
 pytestmark = [needs_root, pytest.mark.netns]
@@ -45,21 +45,7 @@ M1_IP6, M2_IP6 = "2001:db8:100::1", "2001:db8:100::2"
 MEMBERS = {M1_MAC: {"asn": 64501, "name": "Member One"}, M2_MAC: {"asn": 64502, "name": "Member Two"}}
 FLOOD = "00:00:00:00:00:00"
 
-LEAF_CONF = f"""\
-frr defaults traditional
-hostname leaf
-router bgp {ASN}
- bgp router-id {LEAF_IP}
- no bgp default ipv4-unicast
- timers bgp 1 3
- neighbor {MON_IP} remote-as internal
- address-family l2vpn evpn
-  neighbor {MON_IP} activate
-  neighbor {MON_IP} route-reflector-client
-  advertise-all-vni
- exit-address-family
-exit
-"""
+LEAF_CONF = reflector_config("leaf", LEAF_IP, ASN, MON_IP, vnis=True)
 
 
 class Fabric:
