@@ -5,8 +5,8 @@ list) boots with `systemd-nspawn -b --register=no --keep-unit --private-network`
 throw-away overlay (--volatile=overlay: the cache stays clean). One end of a veth pair is
 handed to it, the other sits in a peer namespace on the host; the veth is the capture
 interface, or (second run) the underlay of a VxLAN feed whose VTEP the role advertises
-over BGP EVPN (`ixpect_evpn`) to an FRR route reflector in the peer namespace. Inside, with no network,
-ansible-core from a wheelhouse built here runs playbooks/site.yml with `-c local`, and
+over BGP EVPN (`ixpect_evpn`) to an FRR route reflector in the peer namespace. Inside,
+with no network, ansible-core from a wheelhouse built here runs playbooks/site.yml with `-c local`, and
 the test checks what an operator would: the units run, the capture process sits in the
 capture namespace with nothing beyond CAP_NET_RAW, frames the peer sends come out of the notifier
 naming the member from the IX-F export, the IX-F timer is scheduled, a second run (and
@@ -52,8 +52,8 @@ MIRROR = os.environ.get("IXPECT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What the role needs on a Debian host, plus systemd to boot and iproute2 to look around, and
 # FRR, whose packages stay in the root's apt cache: the vxlan lab removes it, the role
 # installs it again (offline) for ixpect_evpn.
-PACKAGES = ("dbus", "frr", "frr-pythontools", "iproute2", "nftables", "procps", "python3", "python3-apt", "python3-packaging", "python3-venv",
-            "systemd", "systemd-sysv")
+PACKAGES = ("dbus", "frr", "frr-pythontools", "iproute2", "nftables", "procps", "python3", "python3-apt",
+            "python3-packaging", "python3-venv", "systemd", "systemd-sysv")
 
 # France-IX Marseille's real export (the one tests/test_ixf_e2e.py uses) and one member in it.
 EXPORT = SHARED / "ixf" / "franceix-mrs-2016-10-v0.5.json"
@@ -307,6 +307,7 @@ class Lab:
             self.container.stop()
         if self.rr:
             self.rr.stop()
+            self.rr = None
         if self.peer_ns in netns_names():
             run("ip", "netns", "delete", self.peer_ns)
         if self.interface in links():
@@ -649,9 +650,10 @@ def test_state_absent_leaves_nothing_behind(lab):
 
 
 def test_teardown_leaves_nothing_behind(lab):
-    pidns, nspawn = lab.container.pidns, lab.container.nspawn
+    pidns, nspawn, rr = lab.container.pidns, lab.container.nspawn, lab.rr
     lab.teardown()
     assert nspawn.returncode is not None
+    assert rr is None or all(proc.poll() is not None for proc in rr.procs.values())
     assert processes_in(pidns) == []
     assert lab.peer_ns not in netns_names()
     assert not {lab.interface, lab.peer_if} & links()

@@ -185,7 +185,8 @@ def suppress(fabric: Fabric) -> None:
 
 def _nd(dst_ip: str, message) -> Ether:
     """An ND message from m1 to multicast `dst_ip`, hop limit 255 as RFC 4861 requires."""
-    return Ether(src=M1_MAC, dst=in6_getnsmac(socket.inet_pton(socket.AF_INET6, dst_ip))) / IPv6(src=M1_IP6, dst=dst_ip, hlim=255) / message
+    mac = in6_getnsmac(socket.inet_pton(socket.AF_INET6, dst_ip))
+    return Ether(src=M1_MAC, dst=mac) / IPv6(src=M1_IP6, dst=dst_ip, hlim=255) / message
 
 
 def solicited_node(ip: str) -> str:
@@ -201,7 +202,8 @@ def suppressed_frames() -> dict[str, Ether]:
         "ARP probe": bcast / ARP(op=1, hwsrc=M1_MAC, psrc="0.0.0.0", pdst=M1_IP),
         "ARP request for a known address": bcast / ARP(op=1, hwsrc=M1_MAC, psrc=M1_IP, pdst=M2_IP),
         "unsolicited NA": _nd("ff02::1", ICMPv6ND_NA(R=0, S=0, O=1, tgt=M1_IP6) / ICMPv6NDOptDstLLAddr(lladdr=M1_MAC)),
-        "NS for a known address": _nd(solicited_node(M2_IP6), ICMPv6ND_NS(tgt=M2_IP6) / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
+        "NS for a known address": _nd(solicited_node(M2_IP6), ICMPv6ND_NS(tgt=M2_IP6)
+                                      / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
     }
 
 
@@ -209,7 +211,8 @@ def still_flooded_frames() -> dict[str, Ether]:
     """What a suppressing leaf still floods to remote VTEPs."""
     bcast = Ether(src=M1_MAC, dst="ff:ff:ff:ff:ff:ff")
     return {
-        "ARP reply to broadcast for another address": bcast / ARP(op=2, hwsrc=M1_MAC, psrc=M1_IP, hwdst="ff:ff:ff:ff:ff:ff", pdst=M2_IP),
+        "ARP reply to broadcast for another address": bcast / ARP(op=2, hwsrc=M1_MAC, psrc=M1_IP,
+                                                                   hwdst="ff:ff:ff:ff:ff:ff", pdst=M2_IP),
         "NS for an unknown address": _nd(solicited_node("2001:db8:100::99"), ICMPv6ND_NS(tgt="2001:db8:100::99")
                                          / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
         "router advertisement": _nd("ff02::1", ICMPv6ND_RA() / ICMPv6NDOptSrcLLAddr(lladdr=M1_MAC)),
