@@ -414,9 +414,9 @@ def test_frames_from_the_peer_become_events_naming_the_member(lab):
                                                  "mac_addr_destination": "01:80:c2:00:00:00"}
 
 
-def needs_evpn(lab) -> None:
-    if lab.mode != "vxlan":
-        pytest.skip("EVPN advertises a VxLAN capture's VTEP")
+#: EVPN advertises a VxLAN capture's VTEP: these tests run in the vxlan lab only (the
+#: same module-scoped lab as the other vxlan tests, in their order)
+evpn_lab = pytest.mark.parametrize("lab", ["vxlan"], indirect=True)
 
 
 def config_blocks(text: str) -> list[list[str]]:
@@ -432,8 +432,8 @@ def config_blocks(text: str) -> list[list[str]]:
     return blocks
 
 
+@evpn_lab
 def test_evpn_speaker_runs_the_rendered_config_and_advertises_one_route(lab):
-    needs_evpn(lab)
     c = lab.container
     assert c.sh("pgrep -c -x bgpd").stdout.strip() == "1"
     rendered = c.sh("cat /etc/frr/frr.conf").stdout
@@ -456,8 +456,8 @@ def test_evpn_speaker_runs_the_rendered_config_and_advertises_one_route(lab):
     assert (summary["state"], summary["pfxRcd"], summary["pfxSnt"]) == ("Established", 0, 1)
 
 
+@evpn_lab
 def test_evpn_route_lives_as_long_as_the_capture(lab):
-    needs_evpn(lab)
     c = lab.container
     c.sh("systemctl stop ixpect-capture")
     assert c.sh("systemctl is-active ixpect-evpn", check=False).stdout.strip() == "inactive"
@@ -590,8 +590,8 @@ def test_another_namespace_takes_the_interface_along(lab):
     assert changed(lab.playbook("-e", "@/srv/test/move.json")) == 0
 
 
+@evpn_lab
 def test_evpn_off_retires_the_advertisement_and_leaves_frr(lab):
-    needs_evpn(lab)
     c = lab.container
     lab.write_inventory(lab.workdir / "test" / "no-evpn", evpn=False)
     out = lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-evpn/hosts.yml")
