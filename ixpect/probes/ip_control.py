@@ -75,6 +75,10 @@ RULES = {
         {88: "eigrp", 89: "ospfv3", 103: "pim", 112: "vrrp"}),
 }
 
+#: per IP version: the IP protocol numbers a control protocol can be carried in; for any
+#: other (TCP, ESP, GRE: most transit) the probe is done without a call into _protocol
+_CARRIERS4, _CARRIERS6 = (frozenset((RULES[v][0], UDP, *RULES[v][3])) for v in (4, 6))
+
 _DHCP_COOKIE = b"\x63\x82\x53\x63"
 _BOOTP_FIXED = 236  # BOOTP header length before the DHCP magic cookie
 _ANY4, _ALL4, _ANY6, _BROADCAST = bytes(4), b"\xff" * 4, bytes(16), b"\xff" * 6
@@ -125,14 +129,14 @@ class IpControl(Probe):
         if dst in self.broadcasts:
             self.emit(BROADCAST, ts, {"mac_addr_source": mac(buf[6:12]), "ip4_addr_source": str(IPv4Address(src)),
                                       "ip4_addr_destination": str(IPv4Address(dst))}, buf)
-        if p != end:
+        if p != end and proto in _CARRIERS4:
             name = _protocol(buf, proto, p, end, RULES[4])
             if name is not None and name not in self.ignore and (
                     buf[:6] == _BROADCAST or self._link4(src, dst) or self._mandated(buf, name, 4)):
                 self._found(ts, buf, name, "ip4_addr_source", IPv4Address(src))
 
     def ip6(self, ts, buf, src, dst, proto, p, end) -> None:
-        if p != end:
+        if p != end and proto in _CARRIERS6:
             name = _protocol(buf, proto, p, end, RULES[6])
             if name is not None and name not in self.ignore and (
                     buf[:6] == _BROADCAST or self._link6(src, dst) or self._mandated(buf, name, 6)):
