@@ -36,7 +36,7 @@ from types import MethodType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ixpect import daemon  # noqa: E402
+from ixpect.config import load_with_members  # noqa: E402
 from ixpect.engine import Engine  # noqa: E402
 from ixpect.pcap import frames  # noqa: E402
 from ixpect.probes import HANDLERS  # noqa: E402
@@ -55,8 +55,8 @@ def cpu(fn, runs: int) -> float:
 
 def startup(conf: Path, runs: int) -> float:
     """Median CPU of a fresh interpreter importing the run path and loading the config."""
-    code = ("import ixpect.daemon, ixpect.engine, ixpect.probes.neighbor, sys;"
-            "ixpect.daemon.load(sys.argv[1])")
+    code = ("import ixpect.config, ixpect.daemon, ixpect.engine, ixpect.probes.neighbor, sys;"
+            "ixpect.config.load_with_members(sys.argv[1])")
     samples = []
     for _ in range(runs):
         pid = os.fork()
@@ -97,7 +97,7 @@ def events(engine: type[Engine], probes: dict, members, held: list) -> list[tupl
 
 def profile(case: str, out: Path, runs: int) -> None:
     conf, pcap = out / f"{case}.conf.yaml", out / f"{case}.pcap"
-    cfg, members = daemon.load(str(conf))
+    cfg, members = load_with_members(str(conf))
     probes = cfg["probes"]
     start = startup(conf, runs)
     read = cpu(lambda: sum(1 for _ in frames(pcap)), runs)

@@ -48,11 +48,6 @@ class Stop(Exception):
     """SIGTERM: flush what is pending, then exit 0."""
 
 
-def load(path: str) -> tuple[dict, MemberTable | None]:
-    """The config and its member table; raises ConfigError, OSError or ValueError."""
-    return configuration.load_with_members(path)
-
-
 class Batching:
     """Collector and delivery: events in, finished windows out to the notifiers.
     `delivered` is called once a window is in the delivery's spool."""
@@ -128,7 +123,7 @@ class Service:
 
     def reload(self) -> None:
         try:
-            cfg, members = load(self.config_path)
+            cfg, members = configuration.load_with_members(self.config_path)
             self.configure(cfg, members)
         except configuration.ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", "\n".join(exc.errors))
@@ -286,7 +281,7 @@ def open_source(args, inherited: int | None = None):
 
 def _load_or_log(args):
     try:
-        return load(args.config)
+        return configuration.load_with_members(args.config)
     except configuration.ConfigError as exc:
         for line in exc.errors:
             log.error("%s", line)

@@ -151,20 +151,20 @@ def test_check_config_names_every_unusable_notifier_file(tmp_path):
 
 def test_a_secret_gone_between_the_check_and_the_start_is_an_error_not_a_traceback(tmp_path, monkeypatch, caplog):
     """systemd may rotate a credential between loading the config and building the notifiers."""
-    from ixpect import cli, daemon
+    from ixpect import cli, config, daemon
 
     secret = tmp_path / "pass"
     secret.write_text("s3cret\n")
     conf = tmp_path / "ixpect.conf.yaml"
     conf.write_text(SECRET_CONFIG.format(secret=secret))
-    load = daemon.load
+    load = config.load_with_members
 
     def load_then_lose_the_secret(path):
         loaded = load(path)
         secret.unlink()
         return loaded
 
-    monkeypatch.setattr(daemon, "load", load_then_lose_the_secret)
+    monkeypatch.setattr(config, "load_with_members", load_then_lose_the_secret)
     args = cli.parser().parse_args(["run", "-c", str(conf), "--pcap", str(REPO / "examples" / "demo.pcap")])
     assert daemon.run(args) == daemon.EXIT_CONFIG
     assert f"cannot start: event.notifiers.email.smtp.auth.pass_file: {secret}: cannot read: No such file" in caplog.text

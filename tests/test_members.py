@@ -86,17 +86,15 @@ def test_a_member_table_with_a_bad_address_is_refused_with_its_name(tmp_path):
 
 def test_the_daemon_reads_the_member_table_once_per_load(tmp_path, monkeypatch):
     """Loading a config checks the member table by building it; the daemon uses that one."""
-    from ixpect import daemon
-
     (tmp_path / "members.json").write_text('{"macs": {"02:00:00:00:00:0a": {"asn": 64500, "name": "Alpha"}}, '
                                            '"ips": {"2001:db8::a": {"asn": 64500, "name": "Alpha"}}}')
     (tmp_path / "ixpect.conf.yaml").write_text("member_table: members.json\n")
     read = []
     real = MemberTable.load.__func__
     monkeypatch.setattr(MemberTable, "load", classmethod(lambda cls, path: read.append(path) or real(cls, path)))
-    cfg, members = daemon.load(str(tmp_path / "ixpect.conf.yaml"))
+    cfg, members = config.load_with_members(str(tmp_path / "ixpect.conf.yaml"))
     assert read == [str(tmp_path / "members.json")] == [cfg["member_table"]]
     assert members.macs == {"02:00:00:00:00:0a": A} and members.ips == {"2001:db8::a": A}
     with pytest.raises(config.ConfigError, match=r"ixpect.conf.yaml:1: member_table: .*members.json: cannot read"):
         (tmp_path / "members.json").unlink()
-        daemon.load(str(tmp_path / "ixpect.conf.yaml"))
+        config.load_with_members(str(tmp_path / "ixpect.conf.yaml"))

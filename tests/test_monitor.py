@@ -10,7 +10,8 @@ import yaml
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import wrpcap
 
-from ixpect.daemon import Monitor, load
+from ixpect.config import load_with_members as load
+from ixpect.daemon import Monitor
 
 from conftest import IXPECT
 
