@@ -692,7 +692,7 @@ def test_mail_dump_finds_encoded_mails(tmp_path, monkeypatch):
      "services.ixpect.evpn: neighbors must be IP addresses"),
     ('capture.vxlan = { vni = 1; localAddress = "192.0.2.7"; };'
      ' evpn = { enable = true; asn = 65000; neighbors = [ "192.0.2.1" ]; routeTarget = "65000:1 extra"; };',
-     "services.ixpect.evpn: neighbors must be IP addresses"),
+     "services.ixpect.evpn: rd and routeTarget must be like 65000:100"),
 ])
 def test_evpn_needs_a_vxlan_capture_and_a_neighbor(evpn, message, nix):
     with pytest.raises(render_units.NixError, match=re.escape(message)):

@@ -60,7 +60,14 @@ let
     strMatching = re: mkType "string matching the pattern ${re}" (v: builtins.isString v && builtins.match re v != null);
     addCheck = t: check: t // { check = v: t.check v && check v; };
     oneOf = ts: mkType (builtins.concatStringsSep " or " (map (t: t.name) ts)) (v: builtins.any (t: t.check v) ts);
-    submodule = m: mkType "submodule" isAttrs // { inherit (m) options; };
+    # `options` of a submodule value at a path: a module function gets the value's name
+    # (its attribute in an attrsOf) and its resolved config.
+    submodule =
+      m:
+      mkType "submodule" isAttrs
+      // {
+        optionsAt = name: config: if builtins.isFunction m then (m { inherit name config lib; }).options else m.options;
+      };
     # pkgs.formats.yaml's type: anything JSON can hold (YAML is a superset).
     json = mkType "YAML value" (
       v:
@@ -106,6 +113,16 @@ let
       _type = "if";
       inherit condition content;
     };
+    mkMerge = contents: {
+      _type = "merge";
+      inherit contents;
+    };
+    findFirst =
+      pred: default: list:
+      let
+        found = builtins.filter pred list;
+      in
+      if found == [ ] then default else head found;
     # nixpkgs lib/modules.nix: the option stays declared (hidden), defining it fails an
     # assertion with nixpkgs' wording.
     mkRemovedOptionModule =
@@ -143,6 +160,7 @@ let
     getExe = p: "${p}/bin/${p.meta.mainProgram}";
     importJSON = f: builtins.fromJSON (builtins.readFile f);
     optional = c: x: if c then [ x ] else [ ];
+    any = builtins.any;
     mapAttrsToList = f: a: map (n: f n a.${n}) (attrNames a);
     optionalAttrs = c: a: if c then a else { };
     recursiveUpdate =
@@ -199,6 +217,13 @@ let
   };
 
   at = path: name: if path == "" then name else "${path}.${name}";
+  # the attribute name of a value in an attrsOf submodule (names without dots)
+  lastName =
+    path:
+    let
+      parts = builtins.split "\\." path;
+    in
+    builtins.elemAt parts (builtins.length parts - 1);
   isOption = decl: decl._type or null == "option";
 
   # Definitions against declarations: every name declared, every value of its type,
@@ -223,8 +248,8 @@ let
     path: t: v:
     if !(t.check v) then
       throw "The option `${path}' is not of type `${t.description or t.name}' (got a ${typeOf v})."
-    else if t ? options then
-      check path t.options v
+    else if t ? optionsAt then
+      check path (t.optionsAt (lastName path) (throw "a submodule's options may not depend on its config")) v
     else if !(t ? elemType) || v == null then
       true
     else if t.wraps or false then
@@ -251,24 +276,40 @@ let
 
   resolveValue =
     path: decl: def:
-    let
-      value =
-        if def != [ ] then
-          head def
-        else if decl ? default then
-          decl.default
-        else
-          throw "The option `${path}' is used but not defined.";
-      t = decl.type;
-      sub = if t ? options then t else if value != null then t.elemType or { } else { };
-    in
-    if sub ? options then resolveOptions path sub.options value else value;
+    resolveTyped path decl.type (
+      if def != [ ] then
+        head def
+      else if decl ? default then
+        decl.default
+      else
+        throw "The option `${path}' is used but not defined."
+    );
+
+  # Into submodules (their defaults filled in, from their own resolved config), through
+  # nullOr and into each value of an attrsOf.
+  resolveTyped =
+    path: t: value:
+    if value == null then
+      null
+    else if t ? optionsAt then
+      let
+        self = resolveOptions path (t.optionsAt (lastName path) self) value;
+      in
+      self
+    else if t.wraps or false then
+      resolveTyped path t.elemType value
+    else if t ? elemType && isAttrs value && !(value ? outPath) then
+      mapAttrs (n: resolveTyped "${path}.${n}" t.elemType) value
+    else
+      value;
 
   # Definitions: mkIf dropped or unwrapped, attrsets merged, lists concatenated.
   defsOf =
     d:
     if d._type or null == "if" then
       (if d.condition then defsOf d.content else [ ])
+    else if d._type or null == "merge" then
+      concatMap defsOf d.contents
     else
       [ d ];
 
