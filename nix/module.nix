@@ -227,8 +227,10 @@ let
     RestartSec = "5s";
   };
 
-  # One LAN's assertions, config file, units and timer, from its options (l.cfg) and its
-  # names (l, see lans.nix).
+  lanConfigs = map lanConfig lans.all;
+
+  # One LAN's assertions, config file (etc), units (services) and timer, from its
+  # options (l.cfg) and its names (l, see lans.nix).
   lanConfig =
     l:
     let
@@ -364,9 +366,9 @@ let
         }
       ];
 
-      environment.etc.${l.etc}.source = if useIxf then renderedConfig else staticConfig;
+      etc.${l.etc}.source = if useIxf then renderedConfig else staticConfig;
 
-      systemd.services.${l.unit "netns"} = {
+      services.${l.unit "netns"} = {
         description = "IXpect capture namespace ${lan.capture.netns}";
         wantedBy = [ "multi-user.target" ];
         # Not BindsTo the device: it leaves the host namespace (and udev's view) on purpose.
@@ -384,7 +386,7 @@ let
         };
       };
 
-      systemd.services.${l.unit "capture"} = {
+      services.${l.unit "capture"} = {
         description = "IXpect capture on ${captureInterface} in namespace ${lan.capture.netns}";
         wantedBy = [ "multi-user.target" ];
         bindsTo = [ "${l.unit "netns"}.service" ];
@@ -417,7 +419,7 @@ let
           };
       };
 
-      systemd.services.${l.unit "notify"} = {
+      services.${l.unit "notify"} = {
         description = "IXpect notifier${l.label}";
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ] ++ optional useIxf "${l.unit "ixf"}.service";
@@ -445,7 +447,7 @@ let
           };
       };
 
-      systemd.services.${l.unit "ixf"} = mkIf useIxf {
+      services.${l.unit "ixf"} = mkIf useIxf {
         description = "IXpect config from the IX-F Member Export${l.label}";
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ];
@@ -469,7 +471,7 @@ let
           };
       };
 
-      systemd.timers.${l.unit "ixf"} = mkIf useIxf {
+      timers.${l.unit "ixf"} = mkIf useIxf {
         description = "Refresh the IXpect config from the IX-F Member Export${l.label}";
         wantedBy = [ "timers.target" ];
         timerConfig = {
@@ -570,56 +572,56 @@ in
     };
   };
 
-  config = mkIf cfg.enable (
-    lib.mkMerge (
+  # The merge of the LANs' parts is per option: a config whose own structure depended on
+  # the instances would be an infinite recursion for the module system.
+  config = mkIf cfg.enable {
+    assertions =
       [
         {
-          assertions =
-            [
-              {
-                assertion = lib.all (name: builtins.match "[a-z0-9-]+" name != null) (builtins.attrNames cfg.instances);
-                message = "services.ixpect.instances: names may only contain lower-case letters, digits and '-'.";
-              }
-            ]
-            # Two LANs cannot share a namespace, a port, or the kernel's (VNI, UDP port) key.
-            ++ lans.distinct (l: [ l.cfg.capture.netns ]) (
-              l: o: v:
-              "${l.option}.capture.netns: namespace ${v} is ${o.option}'s too; every LAN needs its own."
-            )
-            ++ lans.distinct (l: optional (l.cfg.capture.interface != null) l.cfg.capture.interface) (
-              l: o: v:
-              "${l.option}.capture.interface: ${v} is ${o.option}'s too; a port captures one LAN."
-            )
-            ++ lans.distinct (
-              l:
-              optional (l.cfg.capture.vxlan != null) "VNI ${toString l.cfg.capture.vxlan.vni} on UDP port ${toString l.cfg.capture.vxlan.port}"
-            ) (
-              l: o: v:
-              "${l.option}.capture.vxlan: ${v} is ${o.option}'s too; the kernel takes each only once."
-            )
-            ++ lans.distinct (l: l.paths) (
-              l: o: v:
-              "${l.option}: ${v} is ${o.option}'s too; choose another instance name."
-            );
-
-          # nft for the egress drop of `ixpect netns up`, which runs from the system profile.
-          environment.systemPackages = [
-            cfg.package
-            pkgs.nftables
-          ];
-
-          users.users = mkIf (!cfg.dynamicUser && cfg.user == "ixpect") {
-            ixpect = {
-              isSystemUser = true;
-              group = cfg.group;
-              description = "IXpect daemons";
-            };
-          };
-          # Any group, not just the default: an empty definition merges with one made elsewhere.
-          users.groups = mkIf (!cfg.dynamicUser) { ${cfg.group} = { }; };
+          assertion = lib.all (name: builtins.match "[a-z0-9-]+" name != null) (builtins.attrNames cfg.instances);
+          message = "services.ixpect.instances: names may only contain lower-case letters, digits and '-'.";
         }
       ]
-      ++ map lanConfig lans.all
-    )
-  );
+      # Two LANs cannot share a namespace, a port, or the kernel's (VNI, UDP port) key.
+      ++ lans.distinct (l: [ l.cfg.capture.netns ]) (
+        l: o: v:
+        "${l.option}.capture.netns: namespace ${v} is ${o.option}'s too; every LAN needs its own."
+      )
+      ++ lans.distinct (l: optional (l.cfg.capture.interface != null) l.cfg.capture.interface) (
+        l: o: v:
+        "${l.option}.capture.interface: ${v} is ${o.option}'s too; a port captures one LAN."
+      )
+      ++ lans.distinct (
+        l:
+        optional (l.cfg.capture.vxlan != null) "VNI ${toString l.cfg.capture.vxlan.vni} on UDP port ${toString l.cfg.capture.vxlan.port}"
+      ) (
+        l: o: v:
+        "${l.option}.capture.vxlan: ${v} is ${o.option}'s too; the kernel takes each only once."
+      )
+      ++ lans.distinct (l: l.paths) (
+        l: o: v:
+        "${l.option}: ${v} is ${o.option}'s too; choose another instance name."
+      )
+      ++ builtins.concatMap (c: c.assertions) lanConfigs;
+
+    environment.etc = lib.mkMerge (map (c: c.etc) lanConfigs);
+    systemd.services = lib.mkMerge (map (c: c.services) lanConfigs);
+    systemd.timers = lib.mkMerge (map (c: c.timers) lanConfigs);
+
+    # nft for the egress drop of `ixpect netns up`, which runs from the system profile.
+    environment.systemPackages = [
+      cfg.package
+      pkgs.nftables
+    ];
+
+    users.users = mkIf (!cfg.dynamicUser && cfg.user == "ixpect") {
+      ixpect = {
+        isSystemUser = true;
+        group = cfg.group;
+        description = "IXpect daemons";
+      };
+    };
+    # Any group, not just the default: an empty definition merges with one made elsewhere.
+    users.groups = mkIf (!cfg.dynamicUser) { ${cfg.group} = { }; };
+  };
 }

@@ -722,3 +722,235 @@ def test_evpn_password_stays_out_of_the_store_and_reaches_bgpd(tmp_path, nix):
     assert log.read_text() == ("router bgp 65000\n neighbor 198.51.100.1 password s3cret\n"
                                " neighbor 198.51.100.2 password s3cret\n")
     assert list(run.iterdir()) == []
+
+
+# ---------------------------------------------------------------- several LANs on one host
+
+# The peering LAN on a port, with IX-F; a jumbo LAN over VxLAN with its own config and secret.
+PORT_AND_VXLAN = """{ services.ixpect = {
+  enable = true;
+  capture.interface = "enp3s0f1";
+  ixf = { url = "https://ix.example.net/ixf.json"; ixpId = 0; vlanId = 2; };
+  settings.event.collection_window = "1min";
+  credentials.smtp-pass = "/run/secrets/peering-smtp";
+  instances.jumbo = {
+    capture.vxlan = { vni = 200; localAddress = "198.51.100.7"; };
+    ixf = { url = "https://ix.example.net/ixf.json"; ixpId = 0; vlanId = 3; interval = "30min"; };
+    settings.probes.stp.enable = true;
+    credentials.smtp-pass = "/run/secrets/jumbo-smtp";
+  };
+}; }"""
+
+# Two VNIs on an EVPN fabric, each LAN with its own RD and route target.
+TWO_VNIS_EVPN = """{ services.ixpect = {
+  enable = true;
+  capture.vxlan = { vni = 100; localAddress = "198.51.100.7"; };
+  settings.probes.stp.enable = true;
+  evpn = { enable = true; asn = 65000; neighbors = [ "198.51.100.1" ]; passwordFile = "/run/secrets/bgp";
+           rd = "198.51.100.7:100"; routeTarget = "65000:100"; };
+  instances.jumbo = {
+    capture.vxlan = { vni = 200; localAddress = "198.51.100.7"; };
+    settings.probes.ether_type.enable = true;
+    evpn = { rd = "198.51.100.7:200"; routeTarget = "65000:200"; };
+  };
+}; }"""
+
+ROLES = ("netns", "capture", "notify", "ixf", "evpn")
+
+
+def role(unit: str) -> str:
+    return unit.rsplit("-", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def two_lans(tmp_path_factory):
+    """label -> (rendered unit files, evaluated attrs) of the two two-LAN hosts."""
+    require_tool("nix-instantiate")
+    out = {}
+    for label, definitions in (("port+vxlan", PORT_AND_VXLAN), ("evpn", TWO_VNIS_EVPN)):
+        files = render_units.render(definitions, str(VENV), tmp_path_factory.mktemp(label))
+        out[label] = (files, render_units.evaluate(definitions, str(VENV)))
+    return out
+
+
+@pytest.mark.parametrize("label", ["port+vxlan", "evpn"])
+def test_two_lans_verify_and_carry_the_hardening_of_their_role(two_lans, label):
+    files, result = two_lans[label]
+    if "frr.service" in files:  # NixOS's unit, of which the module sets only reloadIfChanged
+        files["frr.service"].unlink()
+    ours = [str(f) for name, f in files.items() if name.startswith("ixpect")]
+    proc = analyze("verify", "--man=no", *ours)
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+    for name, unit in result["services"].items():
+        if name == "frr":
+            continue
+        wanted = HARDENING[f"ixpect-{role(name)}"] | (HARDENING["sandbox"] if f"ixpect-{role(name)}" in DAEMONS else {})
+        assert {k: unit["serviceConfig"][k] for k in wanted} == wanted, name
+    for lan in ("ixpect", "ixpect-jumbo"):
+        assert exposure(files[f"{lan}-capture.service"]) <= 2.0
+
+
+def lan_facts(services: dict, lan: str) -> dict:
+    """What one LAN's units own, read from the units themselves."""
+    capture, notify = services[f"{lan}-capture"]["serviceConfig"], services[f"{lan}-notify"]["serviceConfig"]
+    args = argv(capture["ExecStart"])
+    netns = argv(services[f"{lan}-netns"]["serviceConfig"]["ExecStart"])
+    return {"netns": netns[netns.index("--name") + 1], "path": capture["NetworkNamespacePath"],
+            "config": args[args.index("--config") + 1], "socket": args[args.index("--socket") + 1],
+            "state": args[args.index("--state-dir") + 1], "StateDirectory": capture["StateDirectory"],
+            "RuntimeDirectory": notify["RuntimeDirectory"], "interface": args[args.index("--interface") + 1]}
+
+
+def test_two_lans_own_disjoint_units_paths_namespaces_and_sockets(two_lans):
+    _, result = two_lans["port+vxlan"]
+    services = result["services"]
+    assert sorted(services) == sorted(f"{lan}-{r}" for lan in ("ixpect", "ixpect-jumbo")
+                                      for r in ("netns", "capture", "notify", "ixf"))
+    assert sorted(result["timers"]) == ["ixpect-ixf", "ixpect-jumbo-ixf"]
+    assert result["timers"]["ixpect-jumbo-ixf"]["timerConfig"]["OnUnitInactiveSec"] == "30min"
+    peering, jumbo = lan_facts(services, "ixpect"), lan_facts(services, "ixpect-jumbo")
+    assert peering == {"netns": "ixpect", "path": "/run/netns/ixpect", "config": RENDERED,
+                       "socket": "/run/ixpect/notify.sock", "state": "/var/lib/ixpect", "StateDirectory": "ixpect",
+                       "RuntimeDirectory": "ixpect", "interface": "enp3s0f1"}
+    assert jumbo == {"netns": "ixpect-jumbo", "path": "/run/netns/ixpect-jumbo",
+                     "config": "/var/lib/ixpect-jumbo/ixpect.conf.yaml", "socket": "/run/ixpect-jumbo/notify.sock",
+                     "state": "/var/lib/ixpect-jumbo", "StateDirectory": "ixpect-jumbo",
+                     "RuntimeDirectory": "ixpect-jumbo", "interface": "vxlan200"}
+    # each LAN's units wait for, bind to and reload only each other
+    assert services["ixpect-jumbo-capture"]["bindsTo"] == ["ixpect-jumbo-netns.service"]
+    assert services["ixpect-jumbo-capture"]["after"] == ["ixpect-jumbo-netns.service", "ixpect-jumbo-notify.service",
+                                                        "ixpect-jumbo-ixf.service"]
+    assert services["ixpect-capture"]["after"] == ["ixpect-netns.service", "ixpect-notify.service",
+                                                  "ixpect-ixf.service"]
+    assert argv(services["ixpect-jumbo-netns"]["serviceConfig"]["ExecStart"])[1:] == [
+        "netns", "up", "--name", "ixpect-jumbo", "--vxlan-vni", "200", "--vxlan-local", "198.51.100.7",
+        "--vxlan-port", "4789"]
+    ixf = {lan: services[f"{lan}-ixf"]["serviceConfig"] for lan in ("ixpect", "ixpect-jumbo")}
+    assert (ixf["ixpect"]["RuntimeDirectory"], ixf["ixpect"]["CacheDirectory"]) == ("ixpect-ixf", "ixpect")
+    assert (ixf["ixpect-jumbo"]["RuntimeDirectory"], ixf["ixpect-jumbo"]["CacheDirectory"]) == (
+        "ixpect-jumbo-ixf", "ixpect-jumbo")
+    assert result["etc"] == {"ixpect/ixpect.conf.yaml": RENDERED,
+                             "ixpect/jumbo.conf.yaml": "/var/lib/ixpect-jumbo/ixpect.conf.yaml"}
+    # each notifier gets its own LAN's secret only
+    assert services["ixpect-notify"]["serviceConfig"]["LoadCredential"] == ["smtp-pass:/run/secrets/peering-smtp"]
+    assert services["ixpect-jumbo-notify"]["serviceConfig"]["LoadCredential"] == ["smtp-pass:/run/secrets/jumbo-smtp"]
+
+
+def test_an_instance_renders_its_own_export_and_reloads_only_its_daemons(two_lans, tmp_path):
+    files, _ = two_lans["port+vxlan"]
+    store = files["ixpect-capture.service"].parent / "store"
+    render = (store / "ixpect-jumbo-ixf-render").read_text()
+    assert "--vlan-id 3" in render and "--output /var/lib/ixpect-jumbo/ixpect.conf.yaml" in render
+    assert "--cache-dir /var/cache/ixpect-jumbo" in render
+    for first, verb in ((False, "try-reload-or-restart"), (True, "start")):
+        status, log = render_units.run_ixf_scripts(store, tmp_path / verb, str(VENV), "changed", first, "ixpect-jumbo")
+        assert (status, [c for c in log if c.startswith("systemctl")]) == (
+            0, [f"systemctl --no-block {verb} ixpect-jumbo-capture.service ixpect-jumbo-notify.service"])
+
+
+def test_an_instance_config_is_built_and_checked_from_its_own_settings(tmp_path, nix):
+    import yaml
+    base = "capture.interface = \"a\"; settings.probes.stp.enable = true;"
+    result = render_units.evaluate(f"""{{ services.ixpect = {{ enable = true; {base}
+        instances.jumbo = {{ capture.interface = "b"; settings.probes.ether_type.enable = true;
+                              templateDir = "/etc/ixpect/jumbo-templates"; }}; }}; }}""", str(VENV))
+    assert result["services"]["ixpect-jumbo-capture"]["reloadTriggers"] == [result["etc"]["ixpect/jumbo.conf.yaml"]]
+    built = yaml.safe_load(render_units.build(result["etc"]["ixpect/jumbo.conf.yaml"], tmp_path).read_text())
+    assert built == {"probes": {"ether_type": {"enable": True}},
+                     "event": {"templates_dir": "/etc/ixpect/jumbo-templates"}}
+    bad = render_units.evaluate(f"""{{ services.ixpect = {{ enable = true; {base}
+        instances.jumbo = {{ capture.interface = "b"; settings.probes.no_such_probe.enable = true; }}; }}; }}""",
+                                str(VENV))
+    render_units.build(bad["etc"]["ixpect/ixpect.conf.yaml"], tmp_path)  # the top level's is fine
+    with pytest.raises(render_units.NixError, match="probes.no_such_probe"):
+        render_units.build(bad["etc"]["ixpect/jumbo.conf.yaml"], tmp_path)
+
+
+def test_evpn_advertises_every_vxlan_lan_from_one_frr(two_lans, tmp_path):
+    _, result = two_lans["evpn"]
+    services = result["services"]
+    for lan, vni in (("ixpect", "100"), ("ixpect-jumbo", "200")):
+        unit = services[f"{lan}-evpn"]
+        assert (unit["wantedBy"], unit["bindsTo"]) == ([f"{lan}-capture.service"], [f"{lan}-capture.service"])
+        assert unit["partOf"] == ["frr.service"]
+        config = unit["serviceConfig"]
+        assert argv(config["ExecStart"])[1:] == ["evpn", "up", "--vni", vni, "--local", "198.51.100.7"]
+        assert argv(config["ExecStop"])[1:] == ["evpn", "down", "--vni", vni]
+        assert config["LoadCredential"] == "bgp-password:/run/secrets/bgp"
+        assert config["RuntimeDirectory"] == f"{lan}-evpn"
+    frr_conf = render_units.build(result["frr"]["configFile"], tmp_path).read_text()
+    blocks = re.findall(r"^  vni (\d+)\n   rd (\S+)\n   route-target export (\S+)\n  exit-vni$", frr_conf, re.M)
+    assert blocks == [("100", "198.51.100.7:100", "65000:100"), ("200", "198.51.100.7:200", "65000:200")]
+    assert frr_conf.count("advertise-all-vni") == 1 and "bgp router-id 198.51.100.7" in frr_conf
+
+
+def test_evpn_with_the_vxlan_lan_only_in_an_instance(tmp_path, nix):
+    """The top level captures a port; the instance's VTEP is advertised and is the router id."""
+    result = render_units.evaluate("""{ services.ixpect = { enable = true; capture.interface = "eth1";
+        evpn = { enable = true; asn = 65000; neighbors = [ "192.0.2.1" ]; };
+        instances.jumbo.capture.vxlan = { vni = 200; localAddress = "192.0.2.7"; }; }; }""", str(VENV))
+    assert [u for u in result["services"] if u.endswith("evpn")] == ["ixpect-jumbo-evpn"]
+    assert "bgp router-id 192.0.2.7" in render_units.build(result["frr"]["configFile"], tmp_path).read_text()
+
+
+JUMBO_VXLAN = 'capture.vxlan = { vni = 100; localAddress = "192.0.2.7"; };'
+EVPN = 'evpn = { enable = true; asn = 65000; neighbors = [ "192.0.2.1" ]; };'
+
+
+@pytest.mark.parametrize("top, jumbo, error", [
+    ('capture.interface = "a";', 'capture = { interface = "b"; netns = "ixpect"; };',
+     "services.ixpect.instances.jumbo.capture.netns: namespace ixpect is services.ixpect's too"),
+    ('capture = { interface = "a"; netns = "ixpect-jumbo"; };', 'capture.interface = "b";',
+     "services.ixpect.capture.netns: namespace ixpect-jumbo is services.ixpect.instances.jumbo's too"),
+    ('capture.interface = "a";', 'capture.interface = "a";',
+     "services.ixpect.instances.jumbo.capture.interface: a is services.ixpect's too"),
+    (JUMBO_VXLAN.replace("192.0.2.7", "192.0.2.8"), JUMBO_VXLAN,
+     "services.ixpect.instances.jumbo.capture.vxlan: VNI 100 on UDP port 4789 is services.ixpect's too"),
+    # the kernel takes one VNI twice on two ports, EVPN advertises it once
+    (JUMBO_VXLAN.replace("};", "port = 4790; };") + EVPN, JUMBO_VXLAN,
+     "services.ixpect.instances.jumbo.capture.vxlan.vni: EVPN advertises VNI 100 once"),
+    ('capture.interface = "a";' + EVPN, 'capture.interface = "b";',
+     "services.ixpect.evpn advertises a VxLAN capture's VTEP"),
+    ('capture.interface = "a";', "capture.vxlan = { vni = 1; };",
+     "`services.ixpect.instances.jumbo.capture.vxlan.localAddress' is used but not defined"),
+    ('capture.interface = "a";', 'capture.netnss = "x";',
+     "`services.ixpect.instances.jumbo.capture.netnss' does not exist"),
+    ('capture.interface = "a";', 'capture.interface = "b"; ixf.url = "https://x/ixf.json";',
+     "services.ixpect.instances.jumbo.ixf: `url` needs `ixpId` and `vlanId`"),
+    ('capture.interface = "a";', "",
+     "services.ixpect.instances.jumbo.capture: set exactly one of `interface` and `vxlan`"),
+    ('capture.interface = "a";', 'capture.interface = "b"; credentials.x = "relative";',
+     "services.ixpect.instances.jumbo.credentials: names may only contain"),
+    (JUMBO_VXLAN + EVPN, JUMBO_VXLAN.replace("100", "200") + 'evpn.rd = "1:1 extra";',
+     "services.ixpect.instances.jumbo.evpn: rd and routeTarget must be like 65000:100"),
+])
+def test_conflicting_lans_fail_naming_the_option(top, jumbo, error, nix):
+    with pytest.raises(render_units.NixError, match=re.escape(error)):
+        render_units.evaluate(f"{{ services.ixpect = {{ enable = true; {top} instances.jumbo = {{ {jumbo} }}; }}; }}",
+                              str(VENV))
+
+
+@pytest.mark.parametrize("name, error", [
+    ("Jumbo", "services.ixpect.instances: names may only contain lower-case letters, digits and '-'."),
+    # the top level's IX-F runtime directory and config file
+    ("ixf", "services.ixpect.instances.ixf: /run/ixpect-ixf is services.ixpect's too; choose another instance name."),
+    ("ixpect", "services.ixpect.instances.ixpect: /etc/ixpect/ixpect.conf.yaml is services.ixpect's too"),
+    ("jumbo-evpn", "services.ixpect.instances.jumbo-evpn: /run/ixpect-jumbo-evpn is"
+                   " services.ixpect.instances.jumbo's too"),
+    ("jumbo2", None),
+])
+def test_instance_names_that_would_share_a_path_are_refused(name, error, nix):
+    definitions = f"""{{ services.ixpect = {{ enable = true; capture.interface = "a";
+        instances = {{ jumbo.capture.interface = "b"; "{name}".capture.interface = "c"; }}; }}; }}"""
+    if error is None:
+        assert f"ixpect-{name}-capture" in render_units.evaluate(definitions, str(VENV))["services"]
+        return
+    with pytest.raises(render_units.NixError, match=re.escape(error)):
+        render_units.evaluate(definitions, str(VENV))
+
+
+def test_same_vni_on_two_ports_without_evpn(nix):
+    """Without EVPN the kernel's key is (VNI, UDP port): the same VNI on another port is a LAN of its own."""
+    services = render_units.evaluate(f"""{{ services.ixpect = {{ enable = true; {JUMBO_VXLAN}
+        instances.jumbo.{JUMBO_VXLAN.replace("};", "port = 4790; };")} }}; }}""", str(VENV))["services"]
+    assert argv(services["ixpect-jumbo-netns"]["serviceConfig"]["ExecStart"])[-2:] == ["--vxlan-port", "4790"]

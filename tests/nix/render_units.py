@@ -120,11 +120,12 @@ def render(definitions: str, package: str, outdir: Path) -> dict[str, Path]:
 
 
 def run_ixf_scripts(directory: Path, workdir: Path, venv: str, result: str | None,
-                    first: bool) -> tuple[int, list[str]]:
-    """Run the IX-F render script, then (as systemd does after a success) the reload
-    script, with `ixpect` (printing `result`, or failing when None) and `systemctl`
-    replaced by recorders and the rendered config existing unless `first`; (exit
-    status of the render, the calls with `workdir` written WORKDIR)."""
+                    first: bool, lan: str = "ixpect") -> tuple[int, list[str]]:
+    """Run the IX-F render script of the LAN whose units are `lan`-* (ixpect, or
+    ixpect-<instance>), then (as systemd does after a success) its reload script, with
+    `ixpect` (printing `result`, or failing when None) and `systemctl` replaced by
+    recorders and the rendered config existing unless `first`; (exit status of the
+    render, the calls with `workdir` written WORKDIR)."""
     log, fake, flag, state = workdir / "calls", workdir / "bin", workdir / "run", workdir / "state"
     for d in (fake, flag, state):
         d.mkdir(parents=True, exist_ok=True)
@@ -136,10 +137,10 @@ def run_ixf_scripts(directory: Path, workdir: Path, venv: str, result: str | Non
     for tool in ("ixpect", "systemctl"):
         (fake / tool).chmod(0o755)
     status = 0
-    for script in ("ixpect-ixf-render", "ixpect-ixf-reload"):
+    for script in (f"{lan}-ixf-render", f"{lan}-ixf-reload"):
         text = (directory / script).read_text().replace(f"{venv}/bin/ixpect", str(fake / "ixpect"))
-        text = text.replace("/usr/bin/systemctl", str(fake / "systemctl")).replace("/run/ixpect-ixf", str(flag))
-        text = text.replace("/var/lib/ixpect/ixpect.conf.yaml", str(state / "ixpect.conf.yaml"))
+        text = text.replace("/usr/bin/systemctl", str(fake / "systemctl")).replace(f"/run/{lan}-ixf", str(flag))
+        text = text.replace(f"/var/lib/{lan}/ixpect.conf.yaml", str(state / "ixpect.conf.yaml"))
         status = subprocess.run(["sh", "-c", text], capture_output=True).returncode
         if status:
             break
