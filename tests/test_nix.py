@@ -160,7 +160,7 @@ def test_vm_tests_are_the_flake_checks():
     assert sorted(tests) == ["vm-evpn", "vm-interface", "vm-vxlan"]
     for t in tests.values():
         assert {"monitor", "peer1", "peer2", "observer", "mail", "ixf"} <= set(t["nodes"])
-    assert "switch" in tests["vm-vxlan"]["nodes"] and "switch" in tests["vm-evpn"]["nodes"]
+    assert "switch" in tests["vm-vxlan"]["nodes"] and {"switch", "jumbo"} <= set(tests["vm-evpn"]["nodes"])
 
 
 @pytest.mark.parametrize("check", ["vm-interface", "vm-vxlan", "vm-evpn"])
@@ -186,12 +186,20 @@ def test_vm_monitor_config_renders(variant, tmp_path, nix):
                                                   nodes.switch.networking.primaryIPAddress = "192.168.1.7"; }} else m;
       in {{ services.ixpect = lan.monitor.services.ixpect // node.services.ixpect; }}"""
     files = render_units.render(definitions, str(VENV), tmp_path)
+    # vm-evpn has a second LAN, the instance jumbo (VNI 200, no IX-F)
+    jumbo = ["ixpect-jumbo-capture.service", "ixpect-jumbo-evpn.service", "ixpect-jumbo-netns.service",
+             "ixpect-jumbo-notify.service"]
     assert sorted(files) == ["ixpect-capture.service", *(["ixpect-evpn.service"] if variant == "evpn" else []),
-                             "ixpect-ixf.service", "ixpect-ixf.timer", "ixpect-netns.service", "ixpect-notify.service"]
+                             "ixpect-ixf.service", "ixpect-ixf.timer", *(jumbo if variant == "evpn" else []),
+                             "ixpect-netns.service", "ixpect-notify.service"]
     proc = analyze("verify", "--man=no", *map(str, files.values()))
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
     capture = files["ixpect-capture.service"].read_text()
     assert f"--interface\" \"{dict(interface='peering', vxlan='vxlan100', evpn='vxlan100')[variant]}\"" in capture
+    if variant == "evpn":
+        assert '--interface" "vxlan200"' in files["ixpect-jumbo-capture.service"].read_text()
+        jumbo_config = render_units.evaluate(definitions, str(VENV))["etc"]["ixpect/jumbo.conf.yaml"]
+        render_units.build(jumbo_config, tmp_path)  # passes check-config
 
 
 def test_vm_notifier_reaches_the_vm_mail_sink(tmp_path):
