@@ -228,6 +228,8 @@ let
   };
 
   lanConfigs = map lanConfig lans.all;
+  # The operator's settings of a LAN: with IX-F, what the rendered keys are merged over.
+  settingsOf = l: if l.cfg.ixf.url != null then l.cfg.ixf.baseSettings else l.cfg.settings;
 
   # One LAN's assertions, config file (etc), units (services) and timer, from its
   # options (l.cfg) and its names (l, see lans.nix).
@@ -597,6 +599,11 @@ in
       ) (
         l: o: v:
         "${l.option}.capture.vxlan: ${v} is ${o.option}'s too; the kernel takes each only once."
+      )
+      # each notify serves its own /metrics
+      ++ lans.distinct (l: optional (settingsOf l ? metrics.listen) (settingsOf l).metrics.listen) (
+        l: o: v:
+        "${l.option}: metrics.listen ${v} is ${o.option}'s too; each LAN's notify needs its own address."
       )
       ++ lans.distinct (l: l.paths) (
         l: o: v:
