@@ -191,12 +191,7 @@ in
       ++ map (l: {
         assertion = routeFormat l.cfg.evpn.rd && routeFormat l.cfg.evpn.routeTarget;
         message = "${l.option}.evpn: rd and routeTarget must be like 65000:100.";
-      }) lans.all
-      # one advertisement device and one route per VNI
-      ++ lans.distinct (l: lib.optional (l.cfg.capture.vxlan != null) l.cfg.capture.vxlan.vni) (
-        l: o: v:
-        "${l.option}.capture.vxlan.vni: EVPN advertises VNI ${toString v} once, and it is ${o.option}'s too."
-      );
+      }) lans.all;
 
     services.frr = {
       bgpd.enable = true;

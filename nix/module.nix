@@ -584,7 +584,8 @@ in
           message = "services.ixpect.instances: names may only contain lower-case letters, digits and '-'.";
         }
       ]
-      # Two LANs cannot share a namespace, a port, or the kernel's (VNI, UDP port) key.
+      # Two LANs cannot share a namespace, a port, or a VNI: `netns up` creates the vxlan
+      # device as vxlan<VNI> in the host namespace before it moves it, whatever its UDP port.
       ++ lans.distinct (l: [ l.cfg.capture.netns ]) (
         l: o: v:
         "${l.option}.capture.netns: namespace ${v} is ${o.option}'s too; every LAN needs its own."
@@ -593,12 +594,9 @@ in
         l: o: v:
         "${l.option}.capture.interface: ${v} is ${o.option}'s too; a port captures one LAN."
       )
-      ++ lans.distinct (
-        l:
-        optional (l.cfg.capture.vxlan != null) "VNI ${toString l.cfg.capture.vxlan.vni} on UDP port ${toString l.cfg.capture.vxlan.port}"
-      ) (
+      ++ lans.distinct (l: optional (l.cfg.capture.vxlan != null) l.cfg.capture.vxlan.vni) (
         l: o: v:
-        "${l.option}.capture.vxlan: ${v} is ${o.option}'s too; the kernel takes each only once."
+        "${l.option}.capture.vxlan.vni: VNI ${toString v} is ${o.option}'s too; every LAN needs its own."
       )
       # each notify serves its own /metrics
       ++ lans.distinct (l: optional (settingsOf l ? metrics.listen) (settingsOf l).metrics.listen) (
