@@ -4,9 +4,9 @@
 # build one LAN's units from this, the same way for all of them.
 { lib, cfg }:
 
-let
-  lan = name: settings: rec {
-    cfg = settings;
+rec {
+  # The names of what the LAN `name` (null: the top level's) owns.
+  named = name: rec {
     prefix = if name == null then "ixpect" else "ixpect-${name}";
     # where the LAN's options are, for messages
     option = if name == null then "services.ixpect" else "services.ixpect.instances.${name}";
@@ -23,9 +23,11 @@ let
       "/run/${unit "evpn"}"
     ];
   };
-in
-rec {
-  all = [ (lan null cfg) ] ++ map (name: lan name cfg.instances.${name}) (builtins.attrNames cfg.instances);
+
+  # Every LAN: its names, and its options as `cfg`.
+  all =
+    [ (named null // { inherit cfg; }) ]
+    ++ map (name: named name // { cfg = cfg.instances.${name}; }) (builtins.attrNames cfg.instances);
 
   vxlan = builtins.filter (l: l.cfg.capture.vxlan != null) all;
 

@@ -72,8 +72,7 @@ let
   lanOptions =
     { name, config }:
     let
-      option = if name == null then "services.ixpect" else "services.ixpect.instances.${name}";
-      notifyUnit = if name == null then "ixpect-notify" else "ixpect-${name}-notify";
+      inherit (lans.named name) option prefix unit;
     in
     {
       settings = mkOption {
@@ -97,7 +96,7 @@ let
       capture = {
         netns = mkOption {
           type = types.str;
-          default = if name == null then "ixpect" else "ixpect-${name}";
+          default = prefix;
           description = "Network namespace that holds the capture interface.";
         };
 
@@ -197,8 +196,8 @@ let
         description = ''
           Secret files of the notifier (SMTP password, Matrix token, webhook URL) as
           credential name = path of a file on the host, which may stay readable by root
-          only (sops-nix, agenix). systemd passes each (`LoadCredential=`) to ${notifyUnit}
-          as `/run/credentials/${notifyUnit}.service/<name>`; name that path in
+          only (sops-nix, agenix). systemd passes each (`LoadCredential=`) to ${unit "notify"}
+          as `/run/credentials/${unit "notify"}.service/<name>`; name that path in
           {option}`settings`, e.g. `event.notifiers.email.auth.pass_file`. A string, not a
           Nix path: a path would copy the secret into the world-readable store.
         '';
