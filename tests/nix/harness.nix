@@ -160,7 +160,6 @@ let
     getExe = p: "${p}/bin/${p.meta.mainProgram}";
     importJSON = f: builtins.fromJSON (builtins.readFile f);
     optional = c: x: if c then [ x ] else [ ];
-    any = builtins.any;
     mapAttrsToList = f: a: map (n: f n a.${n}) (attrNames a);
     optionalAttrs = c: a: if c then a else { };
     recursiveUpdate =
@@ -303,7 +302,7 @@ let
     else
       value;
 
-  # Definitions: mkIf dropped or unwrapped, attrsets merged, lists concatenated.
+  # Definitions: mkIf dropped or unwrapped, mkMerge flattened, attrsets merged, lists concatenated.
   defsOf =
     d:
     if d._type or null == "if" then
