@@ -515,63 +515,65 @@ in
     )
   ];
 
-  options.services.ixpect = lanOptions {
-    name = null;
-    config = cfg;
-  } // {
-    enable = mkEnableOption "IXpect, the passive monitor for an IXP peering LAN";
+  options.services.ixpect =
+    lanOptions {
+      name = null;
+      config = cfg;
+    }
+    // {
+      enable = mkEnableOption "IXpect, the passive monitor for an IXP peering LAN";
 
-    package = mkPackageOption pkgs "ixpect" { };
+      package = mkPackageOption pkgs "ixpect" { };
 
-    instances = mkOption {
-      type = types.attrsOf (
-        types.submodule (
-          { name, config, ... }:
+      instances = mkOption {
+        type = types.attrsOf (
+          types.submodule (
+            { name, config, ... }:
+            {
+              options = lanOptions { inherit name config; };
+            }
+          )
+        );
+        default = { };
+        example = literalExpression ''
           {
-            options = lanOptions { inherit name config; };
+            jumbo = {
+              capture.vxlan = { vni = 200; localAddress = "198.51.100.7"; };
+              settings.probes.stp.enable = true;
+            };
           }
-        )
-      );
-      default = { };
-      example = literalExpression ''
-        {
-          jumbo = {
-            capture.vxlan = { vni = 200; localAddress = "198.51.100.7"; };
-            settings.probes.stp.enable = true;
-          };
-        }
-      '';
-      description = ''
-        Further LANs on this host (a jumbo LAN beside the peering LAN, say), each with
-        the per-LAN options of {option}`services.ixpect` and its own units
-        `ixpect-<name>-netns`, `-capture`, `-notify`, `-ixf` and `-evpn`, state in
-        `/var/lib/ixpect-<name>`, config `/etc/ixpect/<name>.conf.yaml` and namespace
-        `ixpect-<name>`. They share {option}`package`, {option}`user`, {option}`group`,
-        {option}`dynamicUser` and the EVPN speaker. Names: lower-case letters, digits, `-`.
-      '';
-    };
+        '';
+        description = ''
+          Further LANs on this host (a jumbo LAN beside the peering LAN, say), each with
+          the per-LAN options of {option}`services.ixpect` and its own units
+          `ixpect-<name>-netns`, `-capture`, `-notify`, `-ixf` and `-evpn`, state in
+          `/var/lib/ixpect-<name>`, config `/etc/ixpect/<name>.conf.yaml` and namespace
+          `ixpect-<name>`. They share {option}`package`, {option}`user`, {option}`group`,
+          {option}`dynamicUser` and the EVPN speaker. Names: lower-case letters, digits, `-`.
+        '';
+      };
 
-    user = mkOption {
-      type = types.str;
-      default = "ixpect";
-      description = "User the daemons of every LAN run as (shared by capture, notify and ixf).";
-    };
-    group = mkOption {
-      type = types.str;
-      default = "ixpect";
-      description = "Group the daemons run as.";
-    };
+      user = mkOption {
+        type = types.str;
+        default = "ixpect";
+        description = "User the daemons of every LAN run as (shared by capture, notify and ixf).";
+      };
+      group = mkOption {
+        type = types.str;
+        default = "ixpect";
+        description = "Group the daemons run as.";
+      };
 
-    dynamicUser = mkOption {
-      type = types.bool;
-      default = true;
-      description = ''
-        Allocate {option}`user` dynamically (systemd `DynamicUser=`). When false, the
-        group {option}`group` is declared (merging with a definition made elsewhere) and
-        a system user `ixpect` is created if {option}`user` is left at its default.
-      '';
+      dynamicUser = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Allocate {option}`user` dynamically (systemd `DynamicUser=`). When false, the
+          group {option}`group` is declared (merging with a definition made elsewhere) and
+          a system user `ixpect` is created if {option}`user` is left at its default.
+        '';
+      };
     };
-  };
 
   # The merge of the LANs' parts is per option: a config whose own structure depended on
   # the instances would be an infinite recursion for the module system.
