@@ -18,22 +18,30 @@
  *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
  *
  * Sieve(spec, limit, tally)
- *     spec: {EtherType: (min_len, ((start, end), ...)[, length_at, base])}. A frame's
- *     fingerprint is its bytes in the ranges, concatenated; only untagged frames of a
- *     listed EtherType at least min_len long have one, and with length_at only those
- *     whose packet ends within min_len: base plus the 16-bit big-endian length field
- *     at length_at (IPv6: 54 + payload length), so that the ranges can cover every
- *     byte a decoder reads of it. teach(frame) remembers the frame's
+ *     spec: {EtherType: rule or [rule, ...]}, a rule being
+ *     (min_len, ((start, end), ...)[, length_at, base[, open_end, ((at, accepted), ...)]]).
+ *     A frame's fingerprint is its bytes in the ranges of its rule, concatenated; only
+ *     untagged frames of a listed EtherType at least min_len long have one, and with
+ *     length_at only those whose packet ends within min_len: base plus the 16-bit
+ *     big-endian length field at length_at (IPv6: 54 + payload length), so that the
+ *     ranges can cover every byte a decoder reads of it. With open_end the packet
+ *     must instead end within the frame and not before min_len: the ranges cover its
+ *     headers, for packets whose payload nobody reads. Each (at, accepted) guard
+ *     takes only frames whose byte at `at` is one of `accepted` (32 bytes, a bit per
+ *     value): an IP version, the protocols no probe reads the payload of. A frame's
+ *     rule is the first of its EtherType that takes it; each rule keeps fingerprints
+ *     of its own. teach(frame) remembers the frame's
  *     fingerprint: the engine calls it for a frame every probe let pass silently,
  *     the probes having declared that these bytes decide their verdict
  *     (ixpect.engine). over(frames) iterates the (timestamp, frame) pairs of
  *     `frames` but swallows each frame whose fingerprint it remembers, except at or
  *     after `deadline`, so that timers run. Swallowed frames are counted per
  *     EtherType (counts()); `last` is the latest time of one. At most `limit`
- *     fingerprints are kept per EtherType: when they fill up the sieve starts over,
+ *     fingerprints are kept per rule: when they fill up the sieve starts over,
  *     unless they saved fewer frames than there are of them; then it gives the
- *     EtherType up (teach() returns False) and lets all of it through. forget()
- *     drops every fingerprint, for a probe whose verdicts are no longer final.
+ *     rule up (teach() returns False, given_up() lists it) and lets its frames
+ *     through. forget() drops every fingerprint, for a probe whose verdicts are no
+ *     longer final.
  *     With `tally`, for the probes that count frames, it swallows a frame only once a
  *     frame of the same source MAC and destination class (broadcast, multicast,
  *     unicast) was taught since the last recount(): a counting probe's window sees
@@ -54,6 +62,7 @@
 #define MAX_KEY 256
 #define MAX_RANGES 16
 #define MAX_TYPES 16
+#define MAX_GUARDS 4
 
 /* -- Records ------------------------------------------------------------------ */
 
@@ -352,9 +361,11 @@ static Py_ssize_t keys_add(Keys *k, const unsigned char *key, Py_hash_t h)
 /* -- Sieve -------------------------------------------------------------------- */
 
 typedef struct {
-    int ether_type, nranges, forgotten;
+    int ether_type, nranges, forgotten, open_end, nguards;
     Py_ssize_t min_len, length_at, length_base;  /* length_at -1: no length field */
     Py_ssize_t ranges[MAX_RANGES][2];
+    Py_ssize_t guard_at[MAX_GUARDS];
+    unsigned char guard[MAX_GUARDS][32];        /* a bit per accepted byte value */
     Keys quiet;                          /* fingerprints */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
@@ -374,18 +385,39 @@ typedef struct {
 
 static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
 {
-    PyObject *ranges;
+    PyObject *ranges, *guards = NULL;
     rule->ether_type = (int)PyLong_AsLong(et);
     if (rule->ether_type == -1 && PyErr_Occurred())
         return -1;
     rule->length_at = -1;
-    if (!PyArg_ParseTuple(value, "nO!|nn", &rule->min_len, &PyTuple_Type, &ranges, &rule->length_at,
-                          &rule->length_base))
+    if (!PyArg_ParseTuple(value, "nO!|nnpO!", &rule->min_len, &PyTuple_Type, &ranges, &rule->length_at,
+                          &rule->length_base, &rule->open_end, &PyTuple_Type, &guards))
         return -1;
     if (rule->length_at + 2 > rule->min_len) {
         PyErr_SetString(PyExc_ValueError, "length field beyond the minimum length");
         return -1;
     }
+    if (rule->open_end && rule->length_at < 0) {
+        PyErr_SetString(PyExc_ValueError, "an open end needs a length field");
+        return -1;
+    }
+    Py_ssize_t ng = guards ? PyTuple_GET_SIZE(guards) : 0;
+    if (ng > MAX_GUARDS) {
+        PyErr_SetString(PyExc_ValueError, "too many guards");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < ng; i++) {
+        const char *accepted;
+        Py_ssize_t n;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(guards, i), "ny#", &rule->guard_at[i], &accepted, &n))
+            return -1;
+        if (n != 32 || rule->guard_at[i] < 0 || rule->guard_at[i] >= rule->min_len) {
+            PyErr_SetString(PyExc_ValueError, "a guard is an offset within the minimum length and 32 bytes");
+            return -1;
+        }
+        memcpy(rule->guard[i], accepted, 32);
+    }
+    rule->nguards = (int)ng;
     Py_ssize_t nr = PyTuple_GET_SIZE(ranges);
     if (nr > MAX_RANGES) {
         PyErr_SetString(PyExc_ValueError, "too many ranges");
@@ -422,30 +454,50 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
     self->sources.len = 7;
     self->sources.counted = 1;
     while (PyDict_Next(spec, &pos, &et, &value)) {
-        if (sieve_rule(&self->rules[self->nrules], et, value) < 0)
-            return -1;
-        self->nrules++;
+        int many = PyList_Check(value);
+        for (Py_ssize_t i = 0; i < (many ? PyList_GET_SIZE(value) : 1); i++) {
+            if (self->nrules == MAX_TYPES) {
+                PyErr_SetString(PyExc_ValueError, "a Sieve takes at most 16 rules");
+                return -1;
+            }
+            if (sieve_rule(&self->rules[self->nrules], et, many ? PyList_GET_ITEM(value, i) : value) < 0)
+                return -1;
+            self->nrules++;
+        }
     }
     self->deadline = Py_HUGE_VAL;
     self->last = -Py_HUGE_VAL;
     return 0;
 }
 
-/* The rule for this untagged frame's EtherType, if it is long enough for it. */
+/* Whether the rule takes this frame of its EtherType. */
+static int rule_takes(const Rule *rule, const unsigned char *p, Py_ssize_t len)
+{
+    if (len < rule->min_len)
+        return 0;
+    for (int i = 0; i < rule->nguards; i++) {
+        unsigned char v = p[rule->guard_at[i]];
+        if (!(rule->guard[i][v >> 3] >> (v & 7) & 1))
+            return 0;
+    }
+    if (rule->length_at < 0)
+        return 1;
+    Py_ssize_t end = rule->length_base + (p[rule->length_at] << 8 | p[rule->length_at + 1]);
+    if (rule->open_end)  /* headers complete, packet whole within the frame */
+        return end >= rule->min_len && end <= len;
+    return end <= rule->min_len;  /* no byte of the packet beyond the ones the ranges cover */
+}
+
+/* The rule for this untagged frame: the first of its EtherType that takes it; NULL
+ * if there is none, or it was given up. */
 static Rule *sieve_rule_for(Sieve *self, const unsigned char *p, Py_ssize_t len)
 {
     if (len < 14)
         return NULL;
     int et = p[12] << 8 | p[13];
     for (Rule *rule = self->rules, *end = self->rules + self->nrules; rule < end; rule++)
-        if (rule->ether_type == et) {
-            if (rule->forgotten || len < rule->min_len)
-                return NULL;
-            if (rule->length_at >= 0 &&
-                rule->length_base + (p[rule->length_at] << 8 | p[rule->length_at + 1]) > rule->min_len)
-                return NULL;  /* the packet goes on beyond the bytes the ranges cover */
-            return rule;
-        }
+        if (rule->ether_type == et && rule_takes(rule, p, len))
+            return rule->forgotten ? NULL : rule;
     return NULL;
 }
 
@@ -620,12 +672,33 @@ static PyObject *sieve_counts(Sieve *self, PyObject *unused)
     PyObject *out = PyDict_New();
     for (int i = 0; out && i < self->nrules; i++) {
         Rule *r = &self->rules[i];
+        unsigned long long frames = 0, bytes = 0;
+        for (int j = 0; j < self->nrules; j++)  /* the EtherType's rules together */
+            if (self->rules[j].ether_type == r->ether_type)
+                frames += self->rules[j].frames, bytes += self->rules[j].bytes;
         PyObject *key = PyLong_FromLong(r->ether_type);
-        PyObject *value = Py_BuildValue("(KK)", r->frames, r->bytes);
+        PyObject *value = Py_BuildValue("(KK)", frames, bytes);
         if (!key || !value || PyDict_SetItem(out, key, value) < 0)
             Py_CLEAR(out);
         Py_XDECREF(key);
         Py_XDECREF(value);
+    }
+    return out;
+}
+
+static PyObject *sieve_given_up(Sieve *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out && i < self->nrules; i++) {
+        if (!self->rules[i].forgotten)
+            continue;
+        int index = 0;
+        for (int j = 0; j < i; j++)
+            index += self->rules[j].ether_type == self->rules[i].ether_type;
+        PyObject *pair = Py_BuildValue("(ii)", self->rules[i].ether_type, index);
+        if (!pair || PyList_Append(out, pair) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(pair);
     }
     return out;
 }
@@ -662,6 +735,8 @@ static PyMethodDef sieve_methods[] = {
     {"counts", (PyCFunction)sieve_counts, METH_NOARGS, "{EtherType: (frames, bytes)} swallowed so far."},
     {"recount", (PyCFunction)sieve_recount, METH_NOARGS,
      "Swallow no frame of a source until one of its frames is taught again (with tally)."},
+    {"given_up", (PyCFunction)sieve_given_up, METH_NOARGS,
+     "[(EtherType, index of the rule among its EtherType's)] of the rules given up."},
     {"tallies", (PyCFunction)sieve_tallies, METH_NOARGS,
      "[(class and source MAC, frames swallowed)] since the last call (with tally)."},
     {NULL},

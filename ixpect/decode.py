@@ -31,6 +31,8 @@ _OPT_SLLA, _OPT_TLLA = 1, 2
 #: IPv6 extension headers with the generic (next, length in 8 octets - 1) layout
 _EXT_GENERIC = frozenset((0, 43, 60, 135, 139, 140))
 _EXT_FRAGMENT, _EXT_AH, _NO_NEXT, _ESP = 44, 51, 59, 50
+#: the extension headers ipv6() walks through
+IPV6_EXTENSIONS = _EXT_GENERIC | {_EXT_FRAGMENT, _EXT_AH}
 
 
 class Malformed(Exception):

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from ixpect import decode
 from ixpect._frames import Sieve
-from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, LLC, VLAN_TPIDS, Malformed
+from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, IPV6_EXTENSIONS, ICMPV6, LLC, VLAN_TPIDS, Malformed
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
 from ixpect.probes import HANDLERS, Probe, probe_class
@@ -32,12 +33,38 @@ Sink = Callable[[Event], None]
 
 #: EtherType -> class in the metrics; everything else is "other"
 CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
-#: decoded EtherTypes the sieve may take: the probes' handler kinds, the length and bytes
-#: the decoder reads to tell whether they get the frame (Ethernet/IPv4 ARP) or, for
-#: IPv6, all it reads of packets that end within 86 bytes (54 + the payload length at
-#: 18): an NS or NA with its link-layer address option, what a LAN floods most of
-_SIEVED_DECODERS = {ETH_ARP: (("arp",), 42, ((14, 20),), ()),
-                    ETH_IPV6: (("ip6", "nd"), 86, ((14, 86),), (18, 54))}
+
+
+class _Rule(NamedTuple):
+    """Packets of a decoded EtherType the sieve may take (ixpect._frames.Sieve)."""
+    what: str  # for the log
+    kinds: tuple[str, ...]  # the handler kinds they reach
+    min_len: int
+    reads: tuple[tuple[int, int], ...]  # what the decoder reads of them
+    length: tuple[int, ...] = ()  # (offset of the packet's length field, base): where it ends
+    #: headers only, for packets whose payload no probe reads: (offset and accepted
+    #: values of the version byte, offset of the protocol number, protocols the decoder
+    #: reads beyond the header itself)
+    transit: tuple = ()
+
+
+#: decoded EtherTypes the sieve may take, with what the decoder reads to tell whether
+#: the probes get the frame: Ethernet/IPv4 ARP; IPv6 packets that end within 86 bytes
+#: (54 + the payload length at 18), all of them: an NS or NA with its link-layer
+#: address option, what a LAN floods most of; and IPv4 (without options) and IPv6
+#: packets whose upper-layer protocol no probe reads (TCP transit, ...) by their
+#: addresses and protocol: the sieve takes them whole within the frame, so that the
+#: decoder finds nothing wrong with their length
+_SIEVED_DECODERS = {
+    ETH_ARP: (_Rule("frames", ("arp",), 42, ((14, 20),)),),
+    ETH_IPV6: (_Rule("NS/NA-sized packets", ("ip6", "nd"), 86, ((14, 86),), (18, 54)),
+               _Rule("transit", ("ip6",), 54, ((20, 21), (22, 54)), (18, 54),
+                     (14, range(0x60, 0x70), 20, IPV6_EXTENSIONS | {ICMPV6}))),
+    ETH_IPV4: (_Rule("transit", ("ipv4",), 34, ((14, 15), (20, 22), (23, 24), (26, 34)), (16, 14),
+                     (14, (0x45,), 23, ())),),
+}
+#: an EtherType no decoder reads: the probes' bytes decide
+_PLAIN = (_Rule("frames", (), 14, ()),)
 #: fingerprints the sieve keeps per EtherType: room for the ARP and ND of a large LAN
 #: (1,000 routers with 100 sessions each ask for 100,000 pairs). When they fill up it
 #: starts over, unless they saved fewer frames than there are of them: then the
@@ -115,30 +142,55 @@ class Engine:
                 table.setdefault(et, ())
         self._table = table
         self._timers = (*self.probes.values(), *self.timers)
-        self._build_sieve(table, {et for et, _, wanted in decoders if wanted} - _SIEVED_DECODERS.keys(), allowed)
+        self._build_sieve(table, {et for et, _, wanted in decoders if wanted}, allowed)
         self._set_deadline(min(t.deadline for t in self._timers) if self._timers else float("inf"))
 
     def _build_sieve(self, table: dict, decoded: set, allowed: frozenset | None) -> None:
-        """A sieve for the EtherTypes whose every probe declares what decides its verdict
+        """A sieve for the packets whose every probe declares what decides its verdict
         (and whose decoder, if any, the sieve knows); each such EtherType's handlers end
         with one that teaches the sieve the frames they all let pass."""
         self._fold_sieve()
         self.unsieved = set()
+        self._sieve_rules: dict[int, tuple[str, ...]] = {}  # what each rule of the sieve takes
         spec = {}
         for et, handlers in table.items():
-            if et < 0x0600 or et in VLAN_TPIDS or et in decoded:
+            if et < 0x0600 or et in VLAN_TPIDS:
                 continue
-            kinds, length, reads, length_field = _SIEVED_DECODERS.get(et, ((), 14, (), ()))
-            reached = [p for p in self.probes.values()
-                       if hasattr(p, "frame") or any(hasattr(p, kind) for kind in kinds)
-                       or (hasattr(p, "ether") and et in p.ether_types)
-                       or (allowed is not None and et not in allowed and hasattr(p, "other"))]
-            if any(p.decided_by is None for p in reached):
-                continue
-            ranges = _merged((*reads, *(r for p in reached for r in p.decided_by)))
-            spec[et] = (max((length, *(b for _, b in ranges))), ranges, *length_field)
-            table[et] = handlers + (self._teach,)
+            rules = [(rule.what, r) for rule in (_SIEVED_DECODERS.get(et, ()) if et in decoded else _PLAIN)
+                     if (r := self._sieve_rule(et, rule, allowed))]
+            if rules:
+                self._sieve_rules[et] = tuple(what for what, _ in rules)
+                spec[et] = [r for _, r in rules]
+                table[et] = handlers + (self._teach,)
         self._sieve = Sieve(spec, SIEVE_LIMIT, bool(self._sifted_to)) if spec else None
+
+    def _sieve_rule(self, et: int, rule: _Rule, allowed: frozenset | None) -> tuple | None:
+        """The Sieve's rule for these packets, if every probe they reach declares its
+        bytes (and, for transit, the protocols whose payload it reads)."""
+        ranges, carried = list(rule.reads), set()
+        for p in self.probes.values():
+            kinds = [k for k in ("frame", *rule.kinds) if hasattr(p, k)]
+            if hasattr(p, "ether") and et in p.ether_types:
+                kinds.append("ether")
+            if allowed is not None and et not in allowed and hasattr(p, "other"):
+                kinds.append("other")
+            if not kinds:
+                continue
+            if p.decided_by is None:
+                return None
+            by_kind = p.decided_by if isinstance(p.decided_by, dict) else dict.fromkeys(kinds, p.decided_by)
+            ranges += (r for k in kinds for r in by_kind[k])
+            for k in set(kinds) & set(rule.transit and rule.kinds):
+                if p.payload_of is None:
+                    return None
+                carried |= p.payload_of[k]
+        ranges = _merged(ranges)
+        spec = (max((rule.min_len, *(b for _, b in ranges))), ranges, *rule.length)
+        if not rule.transit:
+            return spec
+        version_at, versions, proto_at, read = rule.transit
+        guards = ((version_at, _bitmap(versions)), (proto_at, _bitmap(set(range(256)) - carried - set(read))))
+        return (*spec, True, guards)
 
     def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:
         """The last handler of a sieved EtherType: a frame no probe spoke up about
@@ -146,10 +198,13 @@ class Engine:
         if self._spoke:
             self._spoke = False
         elif not self._sieve.teach(buf):
-            self._table[et] = self._table[et][:-1]
             self.unsieved.add(et)
-            log.warning("EtherType 0x%04x varies too much to sieve (made-up addresses?): its frames all run "
-                        "the probes until the next reload (ixpect_sieve_given_up)", et)
+            given_up = [i for t, i in self._sieve.given_up() if t == et]
+            if len(given_up) == len(self._sieve_rules[et]):
+                self._table[et] = self._table[et][:-1]
+            log.warning("EtherType 0x%04x varies too much to sieve (made-up addresses?): its %s run the probes "
+                        "until the next reload (ixpect_sieve_given_up)", et,
+                        " and ".join(self._sieve_rules[et][i] for i in given_up))
 
     def _recheck(self) -> None:
         """A probe's verdicts are not final for now (Probe.recheck): the sieve forgets
@@ -305,6 +360,14 @@ class Engine:
         self._tally()
         for p in self.probes.values():
             p.flush(self.now)
+
+
+def _bitmap(values) -> bytes:
+    """A bit per byte value, set for `values` (a Sieve guard)."""
+    bits = bytearray(32)
+    for v in values:
+        bits[v >> 3] |= 1 << (v & 7)
+    return bytes(bits)
 
 
 def _merged(ranges) -> tuple[tuple[int, int], ...]:

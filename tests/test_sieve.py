@@ -184,6 +184,45 @@ def test_sieve_takes_only_packets_that_end_within_its_bytes():
     assert list(sieve.over([(1.0, ns), (2.0, longer), (3.0, trailer)])) == [(2.0, longer)]
 
 
+def _accepting(*values) -> bytes:
+    return bytes(sum(1 << b for b in range(8) if 8 * i + b in values) for i in range(32))
+
+
+def test_an_open_ended_rule_takes_whole_packets_by_their_headers():
+    """Transit: by the header bytes only, for packets within the frame whose guard
+    bytes (version, protocol) it accepts; the first of an EtherType's rules that
+    takes a frame decides, and each keeps its own fingerprints."""
+    ip4 = (34, ((26, 34),), 16, 14, True, ((14, _accepting(0x45)), (23, _accepting(6))))
+    sieve = Sieve({0x0800: [(40, ((14, 40),), 16, 14), ip4]}, 100)
+    tcp = bytes(12) + b"\x08\x00\x45\x00" + (40).to_bytes(2, "big") + bytes(5) + b"\x06" + bytes(2) \
+        + bytes(range(1, 9)) + bytes(20)
+    sieve.teach(tcp)
+    other_payload = tcp[:34] + b"x" * 20
+    longer = tcp[:16] + (60).to_bytes(2, "big") + tcp[18:] + bytes(20)
+    with_trailer = tcp + b"junk"
+    beyond = tcp[:16] + (41).to_bytes(2, "big") + tcp[18:]  # one byte more than the frame
+    headless = tcp[:16] + (19).to_bytes(2, "big") + tcp[18:]  # shorter than its header
+    udp = tcp[:23] + b"\x11" + tcp[24:]
+    options = tcp[:14] + b"\x46" + tcp[15:]
+    exact = tcp[:16] + (26).to_bytes(2, "big") + tcp[18:40]  # ends within 40 bytes: the first rule's
+    items = [(float(i), f) for i, f in enumerate((other_payload, longer, with_trailer, beyond, headless, udp,
+                                                  options, exact))]
+    assert [f for _, f in sieve.over(items)] == [beyond, headless, udp, options, exact]
+    assert sieve.counts() == {0x0800: (3, 54 + 74 + 58)}
+    sieve.teach(exact)
+    assert list(sieve.over([(9.0, exact)])) == []
+    assert sieve.counts() == {0x0800: (4, 54 + 74 + 58 + 40)}  # the EtherType's rules together
+
+
+def test_sieve_rejects_guards_beyond_its_minimum_length():
+    with pytest.raises(ValueError, match="guard"):
+        Sieve({0x0800: (34, (), 16, 14, True, ((40, _accepting(6)),))}, 10)
+    with pytest.raises(ValueError, match="guard"):
+        Sieve({0x0800: (34, (), 16, 14, True, ((23, b"short"),))}, 10)
+    with pytest.raises(ValueError, match="length field"):
+        Sieve({0x0800: (34, (), -1, 0, True)}, 10)
+
+
 def test_timers_still_run_while_everything_is_sieved(monkeypatch):
     """The collector's window closes at the first frame after its deadline, sieved or not."""
     ticks = []
@@ -294,7 +333,7 @@ def test_a_sieve_that_does_not_pay_is_given_up(monkeypatch, caplog):
 
 def _legit() -> list[bytes]:
     """What members A (192.0.2.10, 2001:db8::a) and B (.20, ::b) send that raises
-    nothing, most of a LAN's traffic (IPv4 transit included, which is never sieved)."""
+    nothing, most of a LAN's traffic, transit included."""
     from scapy.layers.inet import IP, UDP
     from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
     out = []
@@ -310,7 +349,32 @@ def _legit() -> list[bytes]:
                          / UDP(sport=5353, dport=5353) / b"m"))
         out.append(bytes(Ether(src=mac, dst="01:80:c2:00:00:0e", type=0x88CC) / bytes(30)))
         out.append(bytes(Ether(src=mac, dst=peer) / IP(src="198.51.100.1", dst="203.0.113.1") / UDP(dport=53)))
+        out += _transit(mac, peer)[:2]
     return out
+
+
+def _transit(src, dst) -> list[bytes]:
+    """TCP between hosts outside the LAN through the routers src and dst, IPv4 and
+    IPv6 (what the sieve takes by the headers), then the same headers with another
+    payload, and with lengths or headers the decoder reads otherwise."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+    eth = Ether(src=src, dst=dst)
+    four = eth / IP(src="198.51.100.1", dst="203.0.113.1", id=7) / TCP(sport=40000, dport=443)
+    six = eth / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(sport=40000, dport=443)
+    tcp4, tcp6 = bytes(four / (b"x" * 20)), bytes(six / (b"x" * 20))
+
+    def length(frame: bytes, at: int, value: int) -> bytes:
+        return frame[:at] + value.to_bytes(2, "big") + frame[at + 2:]
+    return [tcp4, tcp6,
+            bytes(four / (b"y" * 900)), bytes(six / (b"y" * 3)), tcp4 + b"trailer",  # alike: sieved
+            length(tcp4, 16, 70), length(tcp4, 16, 12), length(tcp6, 18, 50),  # beyond the frame; headless
+            tcp4[:14] + b"\x46" + tcp4[15:], tcp4[:14] + b"\x55" + tcp4[15:], tcp6[:14] + b"\x50" + tcp6[15:],
+            bytes(eth / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / IPv6ExtHdrHopByHop() / TCP(dport=443)),
+            bytes(eth / IP(src="198.51.100.1", dst="192.0.2.255") / TCP(dport=443)),  # directed broadcast
+            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1", ttl=1) / TCP(dport=443)),
+            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=40000, dport=53)),  # its payload is
+            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=68, dport=67))]  # read: not by headers
 
 
 def _vocabulary() -> list[bytes]:
@@ -356,6 +420,7 @@ def _vocabulary() -> list[bytes]:
         out.append(bytes(Ether(src=src, dst="01:80:c2:00:00:02", type=0x8809) / (b"\x01" + bytes(40))))
         out.append(bytes(Ether(src=src, dst=BC, type=0x9000) / bytes(30)))
         out.append(bytes(Ether(src=src, dst=B, type=0x86DD) / bytes(30)))  # not IPv6 at all
+        out += _transit(src, B)
     out.append(bytes(Ether(src=C, dst="33:33:00:00:00:01") / IPv6(src="fe80::c", dst="ff02::1", hlim=255)
                      / ICMPv6ND_RA()))
     out.append(bytes(Dot3(src=C, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP()))

@@ -60,7 +60,13 @@ class Probe:
     #: (sifted), until the probe is reconfigured or calls recheck(). The engine then
     #: drops such frames before any Python code runs (ixpect._frames.Sieve). None,
     #: the default: every frame matters.
-    decided_by: tuple[tuple[int, int], ...] | None = None
+    #: A mapping from handler kind to ranges declares them per kind the probe has.
+    decided_by: tuple[tuple[int, int], ...] | dict[str, tuple[tuple[int, int], ...]] | None = None
+    #: For the `ipv4` and `ip6` handlers: {kind: the IP protocols whose payload (beyond
+    #: the IP header and its extensions) the probe reads}. Packets of any other protocol
+    #: are then decided by their headers alone, and the sieve takes them by those (transit,
+    #: never the same bytes twice). None: any.
+    payload_of: dict[str, frozenset[int]] | None = None
 
     def __init__(self, cfg: dict, emit: Emit, members: MemberTable):
         self.emit = emit

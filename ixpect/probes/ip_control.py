@@ -114,8 +114,9 @@ def _ttl(buf: bytes, version: int) -> int:
 
 class IpControl(Probe):
     #: whether the Ethernet destination is a group or the broadcast address; the rest is
-    #: the IP packet the decoder reads (only IPv6 NS/NA-sized packets are sieved)
+    #: the IP packet the decoder reads, and the payload only of the carriers of a rule
     decided_by = ((0, 6),)
+    payload_of = {"ipv4": _CARRIERS4, "ip6": _CARRIERS6}
 
     def configure(self, cfg: dict) -> None:
         nets = [ip_network(p) for p in cfg.get("prefixes", ())]

@@ -36,7 +36,7 @@ class MacAddress(Probe):
     deadline = 0.0  # the first frame opens the first window
     #: the source MAC; for ARP the sender pair too (the ND decoder reads all of an NS/NA).
     #: A source seen in the window passes silently until the window ends (recheck).
-    decided_by = ((6, 12), (22, 32))
+    decided_by = {"frame": ((6, 12),), "arp": ((22, 32),), "nd": ()}
 
     def __init__(self, cfg: dict, emit, members):
         self.seen: set[bytes] = set()  # source MACs of this window
