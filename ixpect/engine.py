@@ -58,9 +58,9 @@ class _Rule(NamedTuple):
 _SIEVED_DECODERS = {
     ETH_ARP: (_Rule("frames", ("arp",), 42, ((14, 20),)),),
     ETH_IPV6: (_Rule("NS/NA-sized packets", ("ip6", "nd"), 86, ((14, 86),), (18, 54)),
-               _Rule("transit", ("ip6",), 54, ((20, 21), (22, 54)), (18, 54),
+               _Rule("transit packets", ("ip6",), 54, ((20, 21), (22, 54)), (18, 54),
                      (14, range(0x60, 0x70), 20, IPV6_EXTENSIONS | {ICMPV6}))),
-    ETH_IPV4: (_Rule("transit", ("ipv4",), 34, ((14, 15), (20, 22), (23, 24), (26, 34)), (16, 14),
+    ETH_IPV4: (_Rule("transit packets", ("ipv4",), 34, ((14, 15), (20, 22), (23, 24), (26, 34)), (16, 14),
                      (14, (0x45,), 23, ())),),
 }
 #: an EtherType no decoder reads: the probes' bytes decide

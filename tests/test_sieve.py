@@ -331,6 +331,28 @@ def test_a_sieve_that_does_not_pay_is_given_up(monkeypatch, caplog):
     assert r.engine.unsieved == set() and r.engine._table[0x0806][-1] == r.engine._teach
 
 
+def test_made_up_transit_gives_up_only_the_transit_rule(monkeypatch, caplog):
+    """Transit with made-up addresses costs the sieve its transit rule (visibly), not
+    the NS/NA it takes by another rule of the same EtherType."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    caplog.set_level(logging.INFO, "ixpect.engine")
+    monkeypatch.setattr(engine_module, "SIEVE_LIMIT", 10)
+    r = Recorder({"ip_control": {"enable": True, "prefixes": ["2001:db8::/64"]}, "ipv6_router": {"enable": True}})
+    flows = [bytes(Ether(src=A, dst=B) / IPv6(src=f"2001:db8:1::{i:x}", dst="2001:db8:2::1") / TCP()) for i in range(100)]
+    ns = bytes(Ether(src=A, dst="33:33:ff:00:00:0b") / IPv6(src="2001:db8::a", dst="ff02::1:ff00:b", hlim=255)
+               / ICMPv6ND_NS(tgt="2001:db8::b") / ICMPv6NDOptSrcLLAddr(lladdr=A))
+    r.feed(*flows, *flows)
+    assert [(m.levelname, m.getMessage()) for m in caplog.records if "varies too much" in m.message] == [
+        ("WARNING", "EtherType 0x86dd varies too much to sieve (made-up addresses?): its transit packets run the probes "
+                    "until the next reload (ixpect_sieve_given_up)")]
+    assert r.engine.unsieved == {0x86DD}  # ixpect_sieve_given_up{ether_type="0x86dd"} 1
+    assert r.engine._table[0x86DD][-1] == r.engine._teach
+    before = r.engine._sieve.counts()[0x86DD][0]
+    r.feed(*flows, ns, ns, ns)
+    assert r.engine._sieve.counts()[0x86DD][0] - before == 2 and r.engine.frames == 303 and not r.events
+
+
 def _legit() -> list[bytes]:
     """What members A (192.0.2.10, 2001:db8::a) and B (.20, ::b) send that raises
     nothing, most of a LAN's traffic, transit included."""
