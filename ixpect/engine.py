@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ixpect import decode
 from ixpect._frames import Sieve
-from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, IPV6_EXTENSIONS, ICMPV6, LLC, VLAN_TPIDS, Malformed
+from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, IPV6_EXTENSIONS, LLC, UDP, VLAN_TPIDS, Malformed
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
 from ixpect.probes import HANDLERS, Probe, probe_class
@@ -42,26 +42,31 @@ class _Rule(NamedTuple):
     min_len: int
     reads: tuple[tuple[int, int], ...]  # what the decoder reads of them
     length: tuple[int, ...] = ()  # (offset of the packet's length field, base): where it ends
-    #: headers only, for packets whose payload no probe reads: (offset and accepted
-    #: values of the version byte, offset of the protocol number, protocols the decoder
-    #: reads beyond the header itself)
-    transit: tuple = ()
+    #: by the IP header, the packet whole within the frame: (offset and accepted values
+    #: of the version byte, offset of the protocol number, of the payload, and either
+    #: None: any protocol whose payload no probe reads, but those the decoder reads
+    #: itself (`never`); or one protocol, by the payload bytes the probes declare)
+    ip: tuple = ()
+    never: frozenset = frozenset()
 
 
 #: decoded EtherTypes the sieve may take, with what the decoder reads to tell whether
 #: the probes get the frame: Ethernet/IPv4 ARP; IPv6 packets that end within 86 bytes
 #: (54 + the payload length at 18), all of them: an NS or NA with its link-layer
 #: address option, what a LAN floods most of; and IPv4 (without options) and IPv6
-#: packets whose upper-layer protocol no probe reads (TCP transit, ...) by their
-#: addresses and protocol: the sieve takes them whole within the frame, so that the
-#: decoder finds nothing wrong with their length
+#: (without extension headers) packets by their addresses and protocol, those whose
+#: payload no probe reads (TCP transit, ...) and UDP by the bytes the probes read of
+#: it (ports): the sieve takes them whole within the frame (with a UDP header), so
+#: that the decoder finds nothing wrong with their length
+_IP4, _IP6 = ((14, 15), (20, 22), (23, 24), (26, 34)), ((20, 21), (22, 54))
 _SIEVED_DECODERS = {
     ETH_ARP: (_Rule("frames", ("arp",), 42, ((14, 20),)),),
     ETH_IPV6: (_Rule("NS/NA-sized packets", ("ip6", "nd"), 86, ((14, 86),), (18, 54)),
-               _Rule("transit packets", ("ip6",), 54, ((20, 21), (22, 54)), (18, 54),
-                     (14, range(0x60, 0x70), 20, IPV6_EXTENSIONS | {ICMPV6}))),
-    ETH_IPV4: (_Rule("transit packets", ("ipv4",), 34, ((14, 15), (20, 22), (23, 24), (26, 34)), (16, 14),
-                     (14, (0x45,), 23, ())),),
+               _Rule("transit packets", ("ip6",), 54, _IP6, (18, 54), (14, range(0x60, 0x70), 20, 54, None),
+                     IPV6_EXTENSIONS | {ICMPV6}),
+               _Rule("UDP datagrams", ("ip6",), 62, _IP6, (18, 54), (14, range(0x60, 0x70), 20, 54, UDP))),
+    ETH_IPV4: (_Rule("transit packets", ("ipv4",), 34, _IP4, (16, 14), (14, (0x45,), 23, 34, None)),
+               _Rule("UDP datagrams", ("ipv4",), 42, _IP4, (16, 14), (14, (0x45,), 23, 34, UDP))),
 }
 #: an EtherType no decoder reads: the probes' bytes decide
 _PLAIN = (_Rule("frames", (), 14, ()),)
@@ -167,7 +172,7 @@ class Engine:
     def _sieve_rule(self, et: int, rule: _Rule, allowed: frozenset | None) -> tuple | None:
         """The Sieve's rule for these packets, if every probe they reach declares its
         bytes (and, for transit, the protocols whose payload it reads)."""
-        ranges, carried = list(rule.reads), set()
+        ranges, carried = list(rule.reads), set(rule.never)
         for p in self.probes.values():
             kinds = [k for k in ("frame", *rule.kinds) if hasattr(p, k)]
             if hasattr(p, "ether") and et in p.ether_types:
@@ -180,17 +185,19 @@ class Engine:
                 return None
             by_kind = p.decided_by if isinstance(p.decided_by, dict) else dict.fromkeys(kinds, p.decided_by)
             ranges += (r for k in kinds for r in by_kind[k])
-            for k in set(kinds) & set(rule.transit and rule.kinds):
-                if p.payload_of is None:
+            for k in set(kinds) & set(rule.ip and rule.kinds):
+                read = p.payload_of[k] if p.payload_of is not None else None
+                if read is None or read.get(rule.ip[-1], ()) is None:
                     return None
-                carried |= p.payload_of[k]
+                carried |= read.keys()
+                ranges += ((rule.ip[3] + a, rule.ip[3] + b) for a, b in read.get(rule.ip[-1], ()))
         ranges = _merged(ranges)
         spec = (max((rule.min_len, *(b for _, b in ranges))), ranges, *rule.length)
-        if not rule.transit:
+        if not rule.ip:
             return spec
-        version_at, versions, proto_at, read = rule.transit
-        guards = ((version_at, _bitmap(versions)), (proto_at, _bitmap(set(range(256)) - carried - set(read))))
-        return (*spec, True, guards)
+        version_at, versions, proto_at, _, protocol = rule.ip
+        protocols = set(range(256)) - carried if protocol is None else {protocol}
+        return (*spec, True, ((version_at, _bitmap(versions)), (proto_at, _bitmap(protocols))))
 
     def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:
         """The last handler of a sieved EtherType: a frame no probe spoke up about

@@ -67,7 +67,8 @@ class Metrics:
                 c.add_metric([str(asn), name, type_], n)
             yield c
             yield _gauge("ixpect_sieve_given_up", "1 for an EtherType whose frames (or its transit packets) varied too "
-                         "much for the sieve: they run the probes (more CPU per frame) until the next reload.", "ether_type",
+                         "much for the sieve: they run the probes (more CPU per frame) until the next reload.",
+                         "ether_type",
                          dict.fromkeys(cap.get("sieve_given_up", ()), 1))
             yield _counter("ixpect_sieve_forgets", "Times a probe made the sieve forget every frame it was "
                            "taught (an address challenged, a mac_address window starting, a flood of unknown "

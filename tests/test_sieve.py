@@ -339,18 +339,36 @@ def test_made_up_transit_gives_up_only_the_transit_rule(monkeypatch, caplog):
     caplog.set_level(logging.INFO, "ixpect.engine")
     monkeypatch.setattr(engine_module, "SIEVE_LIMIT", 10)
     r = Recorder({"ip_control": {"enable": True, "prefixes": ["2001:db8::/64"]}, "ipv6_router": {"enable": True}})
-    flows = [bytes(Ether(src=A, dst=B) / IPv6(src=f"2001:db8:1::{i:x}", dst="2001:db8:2::1") / TCP()) for i in range(100)]
+    flows = [bytes(Ether(src=A, dst=B) / IPv6(src=f"2001:db8:1::{i:x}", dst="2001:db8:2::1") / TCP())
+             for i in range(100)]
     ns = bytes(Ether(src=A, dst="33:33:ff:00:00:0b") / IPv6(src="2001:db8::a", dst="ff02::1:ff00:b", hlim=255)
                / ICMPv6ND_NS(tgt="2001:db8::b") / ICMPv6NDOptSrcLLAddr(lladdr=A))
     r.feed(*flows, *flows)
     assert [(m.levelname, m.getMessage()) for m in caplog.records if "varies too much" in m.message] == [
-        ("WARNING", "EtherType 0x86dd varies too much to sieve (made-up addresses?): its transit packets run the probes "
-                    "until the next reload (ixpect_sieve_given_up)")]
+        ("WARNING", "EtherType 0x86dd varies too much to sieve (made-up addresses?): its transit packets run "
+                    "the probes until the next reload (ixpect_sieve_given_up)")]
     assert r.engine.unsieved == {0x86DD}  # ixpect_sieve_given_up{ether_type="0x86dd"} 1
     assert r.engine._table[0x86DD][-1] == r.engine._teach
     before = r.engine._sieve.counts()[0x86DD][0]
     r.feed(*flows, ns, ns, ns)
     assert r.engine._sieve.counts()[0x86DD][0] - before == 2 and r.engine.frames == 303 and not r.events
+
+
+@pytest.mark.parametrize("ignore, sieved", [([], 2), (["dhcp", "bootp"], 2), (["dhcp"], 0), (["ripv2"], 0)])
+def test_udp_is_sieved_by_its_ports_unless_more_tells_what_is_ignored(ignore, sieved):
+    """DHCP and BOOTP differ past the ports (the magic cookie), RIPv1 and v2 by a
+    version byte: when one is ignored and the other not, UDP is never sieved."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import IP, UDP
+    r = Recorder({"ip_control": {"enable": True, "prefixes": ["192.0.2.0/24"], "ignore": ignore}})
+    base = Ether(src=A, dst=BC) / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
+    dhcp, bootp = bytes(base / BOOTP() / DHCP(options=[("message-type", "discover"), "end"])), bytes(base / BOOTP())
+    dns = bytes(Ether(src=A, dst=B) / IP(src="198.51.100.1", dst="203.0.113.1") / UDP(sport=40000, dport=53))
+    first = dhcp if "dhcp" in ignore else dns
+    r.feed(first, first, first)
+    assert r.engine._sieve.counts().get(0x0800, (0, 0))[0] == sieved
+    r.feed(bootp)
+    assert [e.data["protocol"] for e in r.events] == ["bootp"] * ("bootp" not in ignore)
 
 
 def _legit() -> list[bytes]:
@@ -371,14 +389,15 @@ def _legit() -> list[bytes]:
                          / UDP(sport=5353, dport=5353) / b"m"))
         out.append(bytes(Ether(src=mac, dst="01:80:c2:00:00:0e", type=0x88CC) / bytes(30)))
         out.append(bytes(Ether(src=mac, dst=peer) / IP(src="198.51.100.1", dst="203.0.113.1") / UDP(dport=53)))
-        out += _transit(mac, peer)[:2]
+        out += _transit(mac, peer)[:3]
     return out
 
 
 def _transit(src, dst) -> list[bytes]:
     """TCP between hosts outside the LAN through the routers src and dst, IPv4 and
-    IPv6 (what the sieve takes by the headers), then the same headers with another
-    payload, and with lengths or headers the decoder reads otherwise."""
+    IPv6 (what the sieve takes by the headers), UDP (by the ports), then the same
+    headers with another payload, and with lengths or headers the decoder reads
+    otherwise."""
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
     eth = Ether(src=src, dst=dst)
@@ -388,15 +407,18 @@ def _transit(src, dst) -> list[bytes]:
 
     def length(frame: bytes, at: int, value: int) -> bytes:
         return frame[:at] + value.to_bytes(2, "big") + frame[at + 2:]
-    return [tcp4, tcp6,
+    return [tcp4, tcp6, bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=40000, dport=53)),
             bytes(four / (b"y" * 900)), bytes(six / (b"y" * 3)), tcp4 + b"trailer",  # alike: sieved
             length(tcp4, 16, 70), length(tcp4, 16, 12), length(tcp6, 18, 50),  # beyond the frame; headless
             tcp4[:14] + b"\x46" + tcp4[15:], tcp4[:14] + b"\x55" + tcp4[15:], tcp6[:14] + b"\x50" + tcp6[15:],
             bytes(eth / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / IPv6ExtHdrHopByHop() / TCP(dport=443)),
             bytes(eth / IP(src="198.51.100.1", dst="192.0.2.255") / TCP(dport=443)),  # directed broadcast
             bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1", ttl=1) / TCP(dport=443)),
-            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=40000, dport=53)),  # its payload is
-            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=68, dport=67))]  # read: not by headers
+            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=68, dport=67)),  # by the ports too
+            bytes(eth / IP(src="192.0.2.10", dst="203.0.113.1") / UDP(sport=40000, dport=53) / b"other payload"),
+            bytes(eth / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / UDP(sport=40000, dport=53) / b"q"),
+            bytes(eth / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / UDP(sport=40000, dport=53) / b"query"),
+            bytes(eth / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / UDP(sport=40000, dport=53))[:-2]]
 
 
 def _vocabulary() -> list[bytes]:

@@ -62,11 +62,13 @@ class Probe:
     #: the default: every frame matters.
     #: A mapping from handler kind to ranges declares them per kind the probe has.
     decided_by: tuple[tuple[int, int], ...] | dict[str, tuple[tuple[int, int], ...]] | None = None
-    #: For the `ipv4` and `ip6` handlers: {kind: the IP protocols whose payload (beyond
-    #: the IP header and its extensions) the probe reads}. Packets of any other protocol
-    #: are then decided by their headers alone, and the sieve takes them by those (transit,
-    #: never the same bytes twice). None: any.
-    payload_of: dict[str, frozenset[int]] | None = None
+    #: For the `ipv4` and `ip6` handlers: {kind: {IP protocol: the byte ranges of its
+    #: payload (from the end of the IP header and its extensions) that decide, with the
+    #: rest of the packet's headers, or None: more than that}} for each protocol whose
+    #: payload the probe reads. Packets of any other protocol are decided by their
+    #: headers alone, and the sieve takes them by those (transit: never the same bytes
+    #: twice). None: any protocol's payload.
+    payload_of: dict[str, dict[int, tuple[tuple[int, int], ...] | None]] | None = None
 
     def __init__(self, cfg: dict, emit: Emit, members: MemberTable):
         self.emit = emit

@@ -78,6 +78,7 @@ RULES = {
 #: per IP version: the IP protocol numbers a control protocol can be carried in; for any
 #: other (TCP, ESP, GRE: most transit) the probe is done without a call into _protocol
 _CARRIERS4, _CARRIERS6 = (frozenset((RULES[v][0], UDP, *RULES[v][3])) for v in (4, 6))
+_PORTS = ((0, 4),)  # of the UDP header
 
 _DHCP_COOKIE = b"\x63\x82\x53\x63"
 _BOOTP_FIXED = 236  # BOOTP header length before the DHCP magic cookie
@@ -115,8 +116,8 @@ def _ttl(buf: bytes, version: int) -> int:
 class IpControl(Probe):
     #: whether the Ethernet destination is a group or the broadcast address; the rest is
     #: the IP packet the decoder reads, and the payload only of the carriers of a rule
+    #: (payload_of)
     decided_by = ((0, 6),)
-    payload_of = {"ipv4": _CARRIERS4, "ip6": _CARRIERS6}
 
     def configure(self, cfg: dict) -> None:
         nets = [ip_network(p) for p in cfg.get("prefixes", ())]
@@ -125,6 +126,11 @@ class IpControl(Probe):
         self.broadcasts = frozenset(n.broadcast_address.packed for n in nets
                                     if n.version == 4 and n.prefixlen < 31)  # /31 and /32 have none
         self.ignore = frozenset(cfg.get("ignore", ()))
+        # of UDP the ports decide, unless only the DHCP cookie or the RIP version tells
+        # what is ignored from what is not
+        split = any(len(self.ignore & pair) == 1 for pair in ({"dhcp", "bootp"}, {"ripv1", "ripv2"}))
+        self.payload_of = {"ipv4": {**dict.fromkeys(_CARRIERS4), UDP: None if split else _PORTS},
+                           "ip6": {**dict.fromkeys(_CARRIERS6), UDP: _PORTS}}
 
     def ipv4(self, ts, buf, src, dst, proto, p, end) -> None:
         if dst in self.broadcasts:
