@@ -17,8 +17,8 @@ of what it dropped before their timers run.
 from __future__ import annotations
 
 import logging
+from collections import namedtuple
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
 from ixpect import decode
 from ixpect._frames import Sieve
@@ -35,19 +35,14 @@ Sink = Callable[[Event], None]
 CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
 
 
-class _Rule(NamedTuple):
-    """Packets of a decoded EtherType the sieve may take (ixpect._frames.Sieve)."""
-    what: str  # for the log
-    kinds: tuple[str, ...]  # the handler kinds they reach
-    min_len: int
-    reads: tuple[tuple[int, int], ...]  # what the decoder reads of them
-    length: tuple[int, ...] = ()  # (offset of the packet's length field, base): where it ends
-    #: by the IP header, the packet whole within the frame: (offset and accepted values
-    #: of the version byte, offset of the protocol number, of the payload, and either
-    #: None: any protocol whose payload no probe reads, but those the decoder reads
-    #: itself (`never`); or one protocol, by the payload bytes the probes declare)
-    ip: tuple = ()
-    never: frozenset = frozenset()
+#: Packets of a decoded EtherType the sieve may take (ixpect._frames.Sieve): `what` they
+#: are (for the log), the handler `kinds` they reach, their `min_len`, the bytes the
+#: decoder `reads` of them, their `length` field (its offset and base: where they end),
+#: and for `ip` ones, by the IP header, the packet whole within the frame: (offset and
+#: accepted values of the version byte, offset of the protocol number, of the payload,
+#: and either None: any protocol whose payload no probe reads, but those the decoder
+#: reads itself (`never`); or one protocol, by the payload bytes the probes declare)
+_Rule = namedtuple("_Rule", "what kinds min_len reads length ip never", defaults=((), (), frozenset()))
 
 
 #: decoded EtherTypes the sieve may take, with what the decoder reads to tell whether
@@ -70,12 +65,12 @@ _SIEVED_DECODERS = {
 }
 #: an EtherType no decoder reads: the probes' bytes decide
 _PLAIN = (_Rule("frames", (), 14, ()),)
-#: fingerprints the sieve keeps per EtherType: room for the ARP and ND of a large LAN
+#: fingerprints the sieve keeps per rule: room for the ARP and ND of a large LAN
 #: (1,000 routers with 100 sessions each ask for 100,000 pairs). When they fill up it
 #: starts over, unless they saved fewer frames than there are of them: then the
-#: EtherType is too varied (made-up addresses, or ARP between every pair of a very
+#: packets are too varied (made-up addresses, or ARP between every pair of a very
 #: large LAN's routers with arp_bogon on), teaching would cost more than it saves, and
-#: its frames all run the probes until the next reconfiguration.
+#: they all run the probes until the next reconfiguration.
 SIEVE_LIMIT = 1 << 18
 #: the snaplen of a source that never cuts frames short
 _UNCUT = float("inf")
