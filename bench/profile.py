@@ -13,9 +13,10 @@ case of run.py's captures:
                minus dispatch
     probes     the real probes, minus the above
 These four stages are measured without the sieve (ixpect.engine), as every frame it
-lets through runs (transit, the first frame of each router pair); the last line is the
-same frames through the engine as `ixpect run` builds it, sieve included, whose
-events must be those of the engine without the sieve (the script fails otherwise).
+lets through runs (the first frame of each router pair and of each flow); the last
+line is the same frames through the engine as `ixpect run` builds it, sieve included,
+whose events must be those of the engine without the sieve (the script fails
+otherwise).
 
 usage: profile.py [--runs N] [--out DIR] [CASE...]
 """
