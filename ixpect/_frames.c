@@ -18,7 +18,7 @@
  *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
  *
  * Sieve(spec, limit, tally)
- *     spec: {EtherType: rule or [rule, ...]}, a rule being
+ *     spec: {EtherType: rule or [rule, ...]}, at most MAX_RULES rules in all, a rule being
  *     (min_len, ((start, end), ...)[, length_at, base[, open_end, ((at, accepted), ...)]]).
  *     A frame's fingerprint is its bytes in the ranges of its rule, concatenated; only
  *     untagged frames of a listed EtherType at least min_len long have one, and with
@@ -61,7 +61,7 @@
 #define RELEASE_STEP (8 << 20)
 #define MAX_KEY 256
 #define MAX_RANGES 16
-#define MAX_TYPES 16
+#define MAX_RULES 64
 #define MAX_GUARDS 4
 
 /* -- Records ------------------------------------------------------------------ */
@@ -373,7 +373,7 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    Rule rules[MAX_TYPES];
+    Rule rules[MAX_RULES];
     int nrules, tallying;
     Py_ssize_t limit;
     PyObject *source;
@@ -445,8 +445,8 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
     Py_ssize_t pos = 0;
     if (!PyArg_ParseTuple(args, "O!n|p", &PyDict_Type, &spec, &self->limit, &self->tallying))
         return -1;
-    if (self->nrules || PyDict_GET_SIZE(spec) > MAX_TYPES) {
-        PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec of at most 16 EtherTypes");
+    if (self->nrules) {
+        PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec");
         return -1;
     }
     if (self->tallying && !(self->pending = PyList_New(0)))
@@ -456,8 +456,8 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
     while (PyDict_Next(spec, &pos, &et, &value)) {
         int many = PyList_Check(value);
         for (Py_ssize_t i = 0; i < (many ? PyList_GET_SIZE(value) : 1); i++) {
-            if (self->nrules == MAX_TYPES) {
-                PyErr_SetString(PyExc_ValueError, "a Sieve takes at most 16 rules");
+            if (self->nrules == MAX_RULES) {
+                PyErr_Format(PyExc_ValueError, "a Sieve takes at most %d rules", MAX_RULES);
                 return -1;
             }
             if (sieve_rule(&self->rules[self->nrules], et, many ? PyList_GET_ITEM(value, i) : value) < 0)
@@ -783,7 +783,8 @@ PyMODINIT_FUNC PyInit__frames(void)
     if (!m)
         return NULL;
     if (PyModule_AddObjectRef(m, "Records", (PyObject *)&RecordsType) < 0 ||
-        PyModule_AddObjectRef(m, "Sieve", (PyObject *)&SieveType) < 0) {
+        PyModule_AddObjectRef(m, "Sieve", (PyObject *)&SieveType) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_RULES", MAX_RULES) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -21,7 +21,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable
 
 from ixpect import decode
-from ixpect._frames import Sieve
+from ixpect._frames import MAX_RULES, Sieve
 from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, IPV6_EXTENSIONS, LLC, UDP, VLAN_TPIDS, Malformed
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
@@ -158,6 +158,7 @@ class Engine:
                 continue
             rules = [(rule.what, r) for rule in (_SIEVED_DECODERS.get(et, ()) if et in decoded else _PLAIN)
                      if (r := self._sieve_rule(et, rule, allowed))]
+            rules = rules[:MAX_RULES - sum(map(len, spec.values()))]  # beyond: run the probes
             if rules:
                 self._sieve_rules[et] = tuple(what for what, _ in rules)
                 spec[et] = [r for _, r in rules]

@@ -214,6 +214,20 @@ def test_an_open_ended_rule_takes_whole_packets_by_their_headers():
     assert sieve.counts() == {0x0800: (4, 54 + 74 + 58 + 40)}  # the EtherType's rules together
 
 
+def test_many_allowed_ether_types_sieve_as_many_as_the_sieve_takes():
+    """Beyond MAX_RULES rules the EtherTypes run the probes, instead of the
+    configuration failing."""
+    from ixpect._frames import MAX_RULES
+    with pytest.raises(ValueError, match=f"at most {MAX_RULES} rules"):
+        Sieve({0x9000 + i: (14, ()) for i in range(MAX_RULES + 1)}, 10)
+    types = [0x0800, 0x0806, 0x86DD, *range(0x9000, 0x9000 + MAX_RULES)]
+    r = Recorder({"ether_type": {"enable": True, "allowed_ether_types": types}, "stp": {"enable": True}})
+    first, last = (bytes(Ether(src=A, dst=B, type=t) / bytes(30)) for t in (0x9000, types[-1]))
+    r.feed(first, first, last, last, bytes(Ether(src=A, dst=B, type=0x9999) / bytes(30)))
+    assert r.engine._sieve.counts()[0x9000][0] == 1 and types[-1] not in r.engine._sieve.counts()
+    assert r.types() == ["ETHER_TYPE_VIOLATION"] and r.engine.frames == 5
+
+
 def test_sieve_rejects_guards_beyond_its_minimum_length():
     with pytest.raises(ValueError, match="guard"):
         Sieve({0x0800: (34, (), 16, 14, True, ((40, _accepting(6)),))}, 10)
