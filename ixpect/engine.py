@@ -169,6 +169,7 @@ class Engine:
         """The Sieve's rule for these packets, if every probe they reach declares its
         bytes (and, for transit, the protocols whose payload it reads)."""
         ranges, carried = list(rule.reads), set(rule.never)
+        payload_at, protocol = rule.ip[3:] if rule.ip else (0, None)
         for p in self.probes.values():
             kinds = [k for k in ("frame", *rule.kinds) if hasattr(p, k)]
             if hasattr(p, "ether") and et in p.ether_types:
@@ -183,21 +184,23 @@ class Engine:
             ranges += (r for k in kinds for r in by_kind[k])
             for k in set(kinds) & set(rule.ip and rule.kinds):
                 read = p.payload_of[k] if p.payload_of is not None else None
-                if read is None or read.get(rule.ip[-1], ()) is None:
+                decide = read.get(protocol, ()) if read is not None else None  # () for a payload not read
+                if decide is None:
                     return None
                 carried |= read.keys()
-                ranges += ((rule.ip[3] + a, rule.ip[3] + b) for a, b in read.get(rule.ip[-1], ()))
+                ranges += ((payload_at + a, payload_at + b) for a, b in decide)
         ranges = _merged(ranges)
         spec = (max((rule.min_len, *(b for _, b in ranges))), ranges, *rule.length)
         if not rule.ip:
             return spec
-        version_at, versions, proto_at, _, protocol = rule.ip
+        version_at, versions, proto_at = rule.ip[:3]
         protocols = set(range(256)) - carried if protocol is None else {protocol}
         return (*spec, True, ((version_at, _bitmap(versions)), (proto_at, _bitmap(protocols))))
 
     def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:
         """The last handler of a sieved EtherType: a frame no probe spoke up about
-        teaches the sieve; if the sieve gives the EtherType up, this handler goes."""
+        teaches the sieve; once the sieve gave up every rule of the EtherType, this
+        handler goes."""
         if self._spoke:
             self._spoke = False
         elif not self._sieve.teach(buf):
