@@ -18,8 +18,9 @@
  *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
  *
  * Sieve(spec, limit, tally)
- *     spec: {EtherType: rule or [rule, ...]}, at most MAX_RULES rules in all, a rule being
- *     (min_len, ((start, end), ...)[, length_at, base[, open_end, ((at, accepted), ...)]]).
+ *     spec: {EtherType: rule or [rule, ...]} (at most MAX_RULES rules in all), a rule
+ *     being (min_len, ((start, end), ...)[, length_at, base[, open_end, guards]]) with
+ *     guards ((at, accepted), ...).
  *     A frame's fingerprint is its bytes in the ranges of its rule, concatenated; only
  *     untagged frames of a listed EtherType at least min_len long have one, and with
  *     length_at only those whose packet ends within min_len: base plus the 16-bit
