@@ -282,14 +282,14 @@ class Lab:
         (self.workdir / "test" / f"{name}.json").write_text(json.dumps(variables))
         return f"-e @/srv/test/{name}.json"
 
-    def send(self, *frames) -> None:
+    def send(self, *frames, vni: int = VNI) -> None:
         """Send scapy frames from the peer namespace: onto the veth, or over VxLAN to the VTEP."""
         if self.mode == "interface":
             script = ("import sys; from scapy.all import Ether, sendp; sendp([Ether(bytes.fromhex(h)) "
                       f"for h in sys.argv[1:]], iface={self.peer_if!r}, verbose=False)")
         else:  # RFC 7348 header: flags with the I bit, VNI in the upper 24 bits of the second word
             script = ("import socket, struct, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-                      f"[s.sendto(struct.pack('!II', 0x08000000, {VNI} << 8) + bytes.fromhex(h), "
+                      f"[s.sendto(struct.pack('!II', 0x08000000, {vni} << 8) + bytes.fromhex(h), "
                       f"({UNDERLAY_VTEP!r}, 4789)) for h in sys.argv[1:]]")
         run("ip", "netns", "exec", self.peer_ns, sys.executable, "-c", script, *(bytes(f).hex() for f in frames))
 
@@ -595,7 +595,7 @@ def test_evpn_off_retires_the_advertisement_and_leaves_frr(lab):
     c = lab.container
     lab.write_inventory(lab.workdir / "test" / "no-evpn", evpn=False)
     out = lab.playbook("-e", "@/srv/test/move.json", inventory="/srv/test/no-evpn/hosts.yml")
-    assert "TASK [ixpect : Stop and disable ixpect-evpn]" in out and changed(out) > 0
+    assert "TASK [ixpect : Stop and disable the advertisement]" in out and changed(out) > 0
     assert c.sh("systemctl list-unit-files --no-legend ixpect-evpn.service", check=False).stdout.strip() == ""
     assert not {f"evpn{VNI}", f"evpnbr{VNI}"} & {line.split()[0] for line in c.sh("ip -br link").stdout.splitlines()}
     wait_for(lambda: lab.imet_routes() == [], what="the IMET route withdrawn", interval=0.5)
@@ -605,6 +605,103 @@ def test_evpn_off_retires_the_advertisement_and_leaves_frr(lab):
     lab.playbook("-e", "@/srv/test/move.json")  # and back on
     assert c.sh("systemctl is-active ixpect-evpn").stdout.strip() == "active"
     wait_for(lambda: lab.imet_routes() == [IMET], what="the IMET route back", interval=0.5)
+
+
+JUMBO_VNI, JUMBO_RT = 200, f"{ASN}:4200"
+
+
+def lans_playbook(lab, jumbo: dict) -> str:
+    """A playbook with two LANs on the host: the first from the inventory (in namespace
+    ixp-lan, as the tests before left it), the second (`jumbo`, VNI 200 on the same VTEP,
+    its own route target) with these variables on top; its path in the container."""
+    second = {"ixpect_instance": "jumbo", "ixpect_capture_vxlan_vni": JUMBO_VNI,
+              "ixpect_evpn": EVPN | {"route_target": JUMBO_RT}} | jumbo
+    play = [{"name": "Two LANs", "hosts": "ixpect", "roles": [
+        {"role": "ixpect", "vars": {"ixpect_netns": "ixp-lan"}}, {"role": "ixpect", "vars": second}]}]
+    name = "lans-" + hashlib.sha256(json.dumps(second, sort_keys=True).encode()).hexdigest()[:8]
+    (lab.workdir / "test" / f"{name}.yml").write_text(yaml.safe_dump(play))
+    return f"/srv/test/{name}.yml"
+
+
+def lans_run(lab, playbook: str) -> subprocess.CompletedProcess:
+    return lab.container.sh(f"cd /srv/ixpect/ansible && ansible-playbook -i /srv/test/hosts.yml {playbook}",
+                            check=False)
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", proc.stdout), proc.stdout
+    return proc.stdout
+
+
+@evpn_lab
+def test_two_lans_run_side_by_side_and_one_goes_alone(lab):
+    """A jumbo LAN beside the peering LAN: its own units, namespace, config and state, each
+    capture sees its own VNI's frames only, FRR advertises one IMET route per VNI, and
+    removing the jumbo LAN leaves the peering LAN and its route as they were."""
+    from scapy.layers.l2 import LLC, STP, Dot3
+    c = lab.container
+    two = lans_playbook(lab, {})
+    assert changed(ok(lans_run(lab, two))) > 0
+    assert changed(ok(lans_run(lab, two))) == 0
+    jumbo_units = [u.replace("ixpect-", "ixpect-jumbo-", 1) for u in lab.units if u.startswith("ixpect-")]
+    state = c.sh("systemctl is-active " + " ".join(lab.units + tuple(jumbo_units)), check=False).stdout.split()
+    assert state == ["active"] * (len(lab.units) + len(jumbo_units)), c.sh(
+        "systemctl status 'ixpect*' --no-pager", check=False).stdout
+    # its own namespace, device, config, state and socket
+    pid = c.sh("systemctl show -P MainPID ixpect-jumbo-capture").stdout.strip()
+    assert c.sh(f"readlink /proc/{pid}/ns/net").stdout.strip() == "net:[%s]" % c.sh(
+        "stat -L -c %i /run/netns/ixpect-jumbo").stdout.strip()
+    assert json.loads(c.sh(f"ip -n ixpect-jumbo -j -d link show vxlan{JUMBO_VNI}").stdout)[0][
+        "linkinfo"]["info_data"]["id"] == JUMBO_VNI
+    argv = c.sh("systemctl show -P ExecStart ixpect-jumbo-capture").stdout
+    assert "--config /var/lib/ixpect-jumbo/ixpect.conf.yaml" in argv and "--socket /run/ixpect-jumbo/notify.sock" in argv
+    assert c.sh("readlink /etc/ixpect-jumbo/ixpect.conf.yaml").stdout.strip() == "/var/lib/ixpect-jumbo/ixpect.conf.yaml"
+    # FRR: one route per VNI from the monitor's VTEP, the jumbo LAN's with its route target
+    jumbo_imet = (IMET[0], f"RT:{JUMBO_RT} ET:8")
+    wait_for(lambda: lab.imet_routes() == sorted([IMET, jumbo_imet]), what="one IMET route per VNI", interval=0.5)
+    summary = json.loads(c.sh("vtysh -c 'show bgp l2vpn evpn summary json'").stdout)["peers"][UNDERLAY_PEER]
+    assert (summary["pfxRcd"], summary["pfxSnt"]) == (0, 2)
+
+    # each LAN's capture sees its own VNI's frames, and names the member that sent them
+    who = {"asn": lab.member["asnum"], "name": lab.member["name"]}
+    lan_bpdu = Dot3(src=PEER_MAC, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP()
+    jumbo_bpdu = Dot3(src=lab.member_mac, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP()
+
+    def stp(unit: str) -> dict[str, dict]:
+        return {b["data"]["mac_addr_source"]: b for b in lab.batches(unit) if b["type"] == "STP_PACKET_FOUND"}
+
+    def arrived():
+        lab.send(lan_bpdu)
+        lab.send(jumbo_bpdu, vni=JUMBO_VNI)
+        return lab.member_mac in stp("ixpect-jumbo-notify") and PEER_MAC in stp("ixpect-notify")
+    wait_for(arrived, timeout=60, what="STP events from both LANs", interval=1)
+    assert stp("ixpect-jumbo-notify")[lab.member_mac]["member"] == who
+    assert lab.member_mac not in stp("ixpect-notify") and PEER_MAC not in stp("ixpect-jumbo-notify")
+
+    # a third LAN on a VNI that is taken: refused before anything changes, naming both
+    taken = lans_run(lab, lans_playbook(lab, {"ixpect_instance": "other", "ixpect_capture_vxlan_vni": JUMBO_VNI}))
+    assert taken.returncode != 0 and "changed=0" in taken.stdout
+    assert "LAN ixpect-other (ixpect_instance \"other\") collides with LAN ixpect-jumbo on this host: both use VNI 200" \
+        in " ".join(taken.stdout.split()), taken.stdout
+
+    # the jumbo LAN goes: its units, namespace, devices, files and route; nothing of the other
+    first = c.sh("systemctl show --value -p MainPID ixpect-capture ixpect-notify").stdout
+    out = ok(lans_run(lab, lans_playbook(lab, {"ixpect_state": "absent"})))
+    assert changed(out) > 0
+    assert c.sh("systemctl list-unit-files --no-legend 'ixpect-jumbo*'", check=False).stdout.strip() == ""
+    assert "ixpect-jumbo" not in c.sh("ip netns list").stdout
+    assert not {f"vxlan{JUMBO_VNI}", f"evpn{JUMBO_VNI}", f"evpnbr{JUMBO_VNI}"} & {
+        line.split()[0] for line in c.sh("ip -br link").stdout.splitlines()}
+    left = c.sh("find /etc /usr/local /var/lib /var/cache /run -path /run/systemd -prune -o -name '*ixpect-jumbo*' "
+                "-print", check=False).stdout
+    assert left == "", left
+    assert f"vni {JUMBO_VNI}" not in c.sh("cat /etc/frr/frr.conf").stdout
+    wait_for(lambda: lab.imet_routes() == [IMET], what="only the first LAN's IMET route", interval=0.5)
+    state = c.sh("systemctl is-active " + " ".join(lab.units), check=False).stdout.split()
+    assert state == ["active"] * len(lab.units)
+    assert c.sh("systemctl show --value -p MainPID ixpect-capture ixpect-notify").stdout == first
+    assert c.sh("test -x /opt/ixpect/bin/ixpect", check=False).returncode == 0
+    assert changed(ok(lans_run(lab, lans_playbook(lab, {"ixpect_state": "absent"})))) == 0
 
 
 def test_ixf_off_leaves_no_trace_of_it(lab):
