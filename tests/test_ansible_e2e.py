@@ -12,7 +12,8 @@ capture namespace with nothing beyond CAP_NET_RAW, frames the peer sends come ou
 naming the member from the IX-F export, the IX-F timer is scheduled, a second run (and
 --check --diff) changes nothing, a settings change reloads instead of restarting, a new
 interval touches only the timer, the EVPN route lives exactly as long as the capture and
-goes with `ixpect_evpn`, a failed render is run again by the next run, a typo in
+goes with `ixpect_evpn`, a second LAN (`ixpect_instance`, another VNI) runs beside the first
+with a route of its own and goes alone, a failed render is run again by the next run, a typo in
 the capture source changes nothing, turning IX-F off and `ixpect_state: absent` leave
 nothing behind, and nothing is left of the container either.
 """
@@ -677,6 +678,15 @@ def test_two_lans_run_side_by_side_and_one_goes_alone(lab):
     wait_for(arrived, timeout=60, what="STP events from both LANs", interval=1)
     assert stp("ixpect-jumbo-notify")[lab.member_mac]["member"] == who
     assert lab.member_mac not in stp("ixpect-notify") and PEER_MAC not in stp("ixpect-jumbo-notify")
+
+    # a new package (here: the one the virtualenv lost) restarts the daemons of both LANs
+    pids = "systemctl show --value -p MainPID ixpect-capture ixpect-jumbo-capture ixpect-notify ixpect-jumbo-notify"
+    before = c.sh(pids).stdout.split()
+    c.sh("/opt/ixpect/bin/pip uninstall --quiet --yes ixpect")
+    ok(lans_run(lab, two))
+    after = c.sh(pids).stdout.split()
+    assert all(a != b for a, b in zip(before, after)), (before, after)
+    assert changed(ok(lans_run(lab, two))) == 0
 
     # a third LAN on a VNI that is taken: refused before anything changes, naming both
     taken = lans_run(lab, lans_playbook(lab, {"ixpect_instance": "other", "ixpect_capture_vxlan_vni": JUMBO_VNI}))
