@@ -1,12 +1,14 @@
 """The Ansible role, fast: ansible-lint (production profile) and syntax check pass, bad
-variables are refused, and the units it renders are the NixOS module's units with exactly
-the hardening of nix/hardening.json (the slow, real-systemd test is test_ansible_e2e.py)."""
+variables are refused (so is a LAN that takes what another LAN on the host holds), and the
+units it renders are the NixOS module's units with exactly the hardening of nix/hardening.json,
+named for the LAN (the slow, real-systemd test is test_ansible_e2e.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -139,6 +141,10 @@ def localhost_inventory(tmp_path):
     ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_ixf_url": "x.json"},
      "ixpect_ixf_url needs ixpect_ixf_ixp_id and ixpect_ixf_vlan_id"),
     ({"ixpect_settings": {}, "ixpect_capture_interface": "eth 1"}, "may only contain letters"),
+    ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_instance": "Jumbo"},
+     "ixpect_instance lower-case letters, digits and '-'"),
+    ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_instance": "-x"},
+     "ixpect_instance lower-case letters, digits and '-'"),
     ({"ixpect_settings": {}, "ixpect_capture_vxlan_vni": 16777216, "ixpect_capture_vxlan_local": "192.0.2.1"},
      "the VNI must be 0..16777215"),
     ({"ixpect_settings": {}, "ixpect_capture_interface": "eth1", "ixpect_evpn": {"asn": 65000, "neighbors": ["192.0.2.1"]}},
@@ -186,6 +192,60 @@ def test_what_the_host_refuses_stops_before_anything_changes(localhost_inventory
     assert message in proc.stdout, proc.stdout
     assert "changed=0" in proc.stdout
     assert "TASK [ixpect : Install IXpect" not in proc.stdout
+
+
+@pytest.fixture
+def another_lan():
+    """Another LAN on this host, as the role leaves it (/etc/ixpect-NAME/lan.json), with
+    names nothing else uses; removed afterwards."""
+    name = "kt" + secrets.token_hex(4)
+    lan = {"name": f"ixpect-{name}", "netns": name, "interface": name, "vni": 16000000 + secrets.randbelow(10**6),
+           "evpn": {"session": {"hostname": "localhost", "asn": 65000, "router_id": "127.0.0.1", "keepalive": 60,
+                                "hold": 180, "password": None, "neighbors": ["192.0.2.1"], "remote_as": "internal"},
+                    "vni": {"vni": 1, "rd": None, "route_target": None}}}
+    etc = Path("/etc") / lan["name"]
+    etc.mkdir()
+    (etc / "lan.json").write_text(json.dumps(lan) + "\n")
+    yield lan
+    shutil.rmtree(etc)
+
+
+@pytest.mark.needs("root")
+@pytest.mark.parametrize("taken", ["netns", "interface", "vni"])
+def test_a_lan_that_takes_what_another_holds_is_refused(localhost_inventory, another_lan, taken):
+    mine = {"ixpect_instance": "jumbo", "ixpect_netns": "ixpect-kt-jumbo"}
+    if taken == "netns":
+        mine |= {"ixpect_netns": another_lan["netns"], "ixpect_capture_interface": "lo"}
+    elif taken == "interface":
+        mine |= {"ixpect_capture_interface": another_lan["interface"]}
+    else:
+        mine |= {"ixpect_capture_vxlan_vni": another_lan["vni"], "ixpect_capture_vxlan_local": "127.0.0.1"}
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps(HOST_CHECKED | mine))
+    assert proc.returncode != 0
+    what = {"netns": "namespace", "interface": "interface", "vni": "VNI"}[taken]
+    assert (f'LAN ixpect-jumbo (ixpect_instance "jumbo") collides with LAN {another_lan["name"]} on this host: '
+            f"both use {what} {another_lan[taken]};") in " ".join(proc.stdout.split()), proc.stdout
+    assert "changed=0" in proc.stdout
+
+
+@pytest.mark.needs("root")
+def test_lans_with_evpn_must_give_one_session(localhost_inventory, another_lan):
+    """FRR is one per host; the other LAN's session with another ASN and hold time is refused,
+    the same session on another VNI passes."""
+    session = another_lan["evpn"]["session"]
+    mine = {"ixpect_instance": "jumbo", "ixpect_capture_vxlan_vni": 2, "ixpect_capture_vxlan_local": "127.0.0.1",
+            "ixpect_evpn": {"asn": 65001, "neighbors": session["neighbors"], "hold": 90}}
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps(HOST_CHECKED | mine))
+    assert proc.returncode != 0 and "changed=0" in proc.stdout
+    assert (f"ixpect_evpn of LAN ixpect-jumbo and of LAN {another_lan['name']} must give the same session, "
+            "but they differ in asn, hold (router_id") in " ".join(proc.stdout.split()), proc.stdout
+    mine["ixpect_evpn"] = {"asn": 65000, "neighbors": session["neighbors"], "hostname": "localhost"}
+    proc = ansible("ansible-playbook", "--check", "-i", str(localhost_inventory), "playbooks/site.yml",
+                   "-e", json.dumps(HOST_CHECKED | mine))
+    assert re.search(r"TASK \[ixpect : Assert that the LANs with EVPN on the host give one BGP session\][^\n]*\nok:",
+                     proc.stdout), proc.stdout
 
 
 def test_unknown_variables_are_named(localhost_inventory):
@@ -243,6 +303,40 @@ def test_units_verify(variant):
     require_tool("systemd-analyze")
     unit_files = [str(p) for n, p in files.items() if n.endswith((".service", ".timer"))]
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *unit_files], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+
+
+def test_a_second_lan_has_its_own_units_and_paths(tmp_path):
+    """ixpect_instance: every unit, directory, socket and cross-reference carries the LAN's
+    name, nothing points at the first LAN's, and the units verify together."""
+    variables = VARIANTS["evpn"][1] | VARIANTS["ixf"][1] | {"ixpect_instance": "jumbo"}
+    del variables["ixpect_capture_interface"]
+    files = render_role(variables, tmp_path)
+    assert set(files) == {"ixpect-jumbo-" + u for u in ("netns.service", "capture.service", "notify.service",
+                                                         "ixf.service", "ixf.timer", "evpn.service")} | {
+        "ixpect-ixf-render", "ixpect-ixf-reload", "frr.conf"}
+    parsed = {name: units.parse(path.read_text()) for name, path in files.items() if name.startswith("ixpect-jumbo-")}
+    capture = parsed["ixpect-jumbo-capture.service"]
+    assert capture["Unit"]["BindsTo"] == ["ixpect-jumbo-netns.service"]
+    assert capture["Unit"]["ConditionPathExists"] == ["/var/lib/ixpect-jumbo/ixpect.conf.yaml"]
+    assert capture["Service"]["NetworkNamespacePath"] == ["/run/netns/ixpect-jumbo"]
+    assert units.argv(capture["Service"]["ExecStart"][0])[2:] == [
+        "--config", "/var/lib/ixpect-jumbo/ixpect.conf.yaml", "--interface", "vxlan100",
+        "--socket", "/run/ixpect-jumbo/notify.sock", "--state-dir", "/var/lib/ixpect-jumbo"]
+    notify = parsed["ixpect-jumbo-notify.service"]["Service"]
+    assert (notify["RuntimeDirectory"], notify["StateDirectory"]) == (["ixpect-jumbo"], ["ixpect-jumbo"])
+    ixf = parsed["ixpect-jumbo-ixf.service"]["Service"]
+    assert (ixf["RuntimeDirectory"], ixf["CacheDirectory"]) == (["ixpect-jumbo-ixf"], ["ixpect-jumbo"])
+    assert parsed["ixpect-jumbo-evpn.service"]["Install"]["WantedBy"] == ["ixpect-jumbo-capture.service"]
+    assert "--name ixpect-jumbo " in parsed["ixpect-jumbo-netns.service"]["Service"]["ExecStart"][0]
+    reload = files["ixpect-ixf-reload"].read_text()
+    assert "/run/ixpect-jumbo-ixf/changed" in reload and "ixpect-jumbo-capture.service ixpect-jumbo-notify.service" in reload
+    first = re.compile(r"\bixpect-(netns|capture|notify|ixf|evpn)\b(?!-re)|/(run|var/lib|var/cache|etc)/ixpect\b(?!-)")
+    for name, path in files.items():
+        assert not first.search(path.read_text()), (name, first.search(path.read_text()))
+    require_tool("systemd-analyze")
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *(str(files[n]) for n in parsed)],
+                          capture_output=True, text=True)
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
 
 
