@@ -199,7 +199,7 @@ def another_lan():
     """Another LAN on this host, as the role leaves it (/etc/ixpect-NAME/lan.json), with
     names nothing else uses; removed afterwards."""
     name = "kt" + secrets.token_hex(4)
-    lan = {"name": f"ixpect-{name}", "netns": name, "interface": name, "vni": 16000000 + secrets.randbelow(10**6),
+    lan = {"name": f"ixpect-{name}", "netns": name, "interface": name, "vni": 16_000_000 + secrets.randbelow(700_000),
            "evpn": {"session": {"hostname": "localhost", "asn": 65000, "router_id": "127.0.0.1", "keepalive": 60,
                                 "hold": 180, "password": None, "neighbors": ["192.0.2.1"], "remote_as": "internal"},
                     "vni": {"vni": 1, "rd": None, "route_target": None}}}
