@@ -621,8 +621,7 @@ _DEREFERENCED: dict[int, tuple[dict, dict]] = {}
 
 
 def _deref(sub: dict) -> dict:
-    """`sub` with its `$ref` (local `#/$defs/...` only) merged in; siblings win.
-    Cached: completion asks it of the same subschemas for every static entry."""
+    """`sub` with its `$ref` (local `#/$defs/...` only) merged in; siblings win."""
     if "$ref" not in sub:
         return sub
     held = _DEREFERENCED.get(id(sub))
@@ -635,39 +634,62 @@ def _deref(sub: dict) -> dict:
     return held[1]
 
 
-def _normal(value, sub: dict, base_dir: Path | None):
-    """A completed copy of `value` as described by the schema `sub`."""
-    sub = _deref(sub)
-    canonical, types = _CANONICAL.get(sub.get("format"), (None, ()))
-    if isinstance(value, types):
-        return canonical(value)
-    if isinstance(value, dict):
-        props = sub.get("properties", {})
-        extra = sub.get("additionalProperties")
-        out = {}
-        for key, item in value.items():
-            if isinstance(item, dict) and f"{key}_file" in props:  # DD-IX: `pass: {file: PATH}`
-                key, item = f"{key}_file", item["file"]
-            out[key] = item
-        if "events" in out and "channels" in props:  # DD-IX: `log: {events: [...]}`
-            out["channels"] = [{"events": out.pop("events")}]
-        for key, prop in props.items():
-            prop = _deref(prop)
-            if key not in out and "default" in prop:
-                out[key] = copy.deepcopy(prop["default"])
-        return {k: _normal(v, props.get(k, extra if isinstance(extra, dict) else {}), base_dir)
-                for k, v in out.items()}
-    if isinstance(value, list):
-        return [_normal(v, sub.get("items", {}), base_dir) for v in value]
-    if sub.get("format") == "path":
-        return str(base_dir / value) if base_dir is not None else value
-    if isinstance(value, str) and "enum" in sub:  # the first listed spelling is canonical
-        return next(v for v in sub["enum"] if isinstance(v, str) and v.lower() == value.lower())
-    return value
+#: id of a subschema -> (it, its completer); held like _DEREFERENCED
+_COMPLETERS: dict[int, tuple[dict, Callable]] = {}
+
+
+def _completer(sub: dict) -> Callable:
+    """`complete(value, base_dir)`: a completed copy of `value` as the schema `sub`
+    describes it. Made once per subschema (a config repeats the same ones thousands
+    of times: its static entries), and for its children when first needed, so that a
+    recursive schema is no endless loop."""
+    held = _COMPLETERS.get(id(sub))
+    if held is None or held[0] is not sub:
+        held = _COMPLETERS[id(sub)] = (sub, _make_completer(_deref(sub)))
+    return held[1]
+
+
+def _make_completer(sub: dict) -> Callable:
+    fmt = sub.get("format")
+    canonical, types = _CANONICAL.get(fmt, (None, ()))
+    props = sub.get("properties", {})
+    extra = sub.get("additionalProperties")
+    extra = extra if isinstance(extra, dict) else {}
+    defaults = [(k, d["default"]) for k, p in props.items() if "default" in (d := _deref(p))]
+    filed = {k.removesuffix("_file") for k in props if k.endswith("_file")}  # DD-IX: `pass: {file: PATH}`
+    channels = "channels" in props  # DD-IX: `log: {events: [...]}`
+    items = sub.get("items", {})
+    spellings = [v for v in sub.get("enum", ()) if isinstance(v, str)]
+
+    def complete(value, base_dir: Path | None):
+        if isinstance(value, types):
+            return canonical(value)
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if key in filed and isinstance(item, dict):
+                    key, item = f"{key}_file", item["file"]
+                out[key] = item
+            if channels and "events" in out:
+                out["channels"] = [{"events": out.pop("events")}]
+            for key, default in defaults:
+                if key not in out:
+                    out[key] = copy.deepcopy(default)
+            return {k: _completer(props.get(k, extra))(v, base_dir) for k, v in out.items()}
+        if isinstance(value, list):
+            each = _completer(items)
+            return [each(v, base_dir) for v in value]
+        if fmt == "path":
+            return str(base_dir / value) if base_dir is not None else value
+        if isinstance(value, str) and spellings:  # the first listed spelling is canonical
+            return next(v for v in spellings if v.lower() == value.lower())
+        return value
+
+    return complete
 
 
 def _complete(doc: dict, base_dir: Path | None) -> dict:
-    doc = _normal(doc, schema(), base_dir)
+    doc = _completer(schema())(doc, base_dir)
     notifiers = doc["event"]["notifiers"]
     doc["event"]["notifiers"] = {kind: cfg for kind, cfg in notifiers.items() if cfg.pop("enable")}
     return doc
