@@ -354,40 +354,57 @@ def _too_deep(mark) -> _Limit:
 class _Lines:
     """Where each path of a composed YAML document is written, and duplicate keys
     (which YAML would silently resolve to the last one). The walk expands aliases,
-    so it enforces MAX_DEPTH and MAX_ALIAS_NODES (raising _Limit) and is iterative."""
+    so it enforces MAX_DEPTH and MAX_ALIAS_NODES (raising _Limit) and is iterative.
+    Where the paths are written is worked out only when asked: a config without
+    errors never needs it."""
 
     def __init__(self, root: yaml.Node | None):
-        self.nodes: dict[tuple, tuple[yaml.Node | None, yaml.Node]] = {}
-        self.duplicates: list[tuple[tuple, str]] = []
+        self.root = root
         seen: set[int] = set()
         repeated = 0
-        todo = [(root, (), None)] if root is not None else []
+        repeats: dict[int, list] = {}  # id of a mapping -> (name, its first key node) per repeated key
+        todo = [(root, 0)] if root is not None else []
         while todo:
-            node, path, key = todo.pop()
-            if id(node) in seen:
+            node, depth = todo.pop()
+            again = id(node) in seen
+            if again:
                 repeated += 1
                 if repeated > MAX_ALIAS_NODES:
                     raise _Limit(problem=f"YAML aliases expand the document by more than {MAX_ALIAS_NODES} nodes",
                                  problem_mark=node.start_mark)
             seen.add(id(node))
-            if len(path) > MAX_DEPTH:
+            if depth > MAX_DEPTH:
                 raise _too_deep(node.start_mark)
-            self.nodes[path] = (key, node)
             if node.__class__ is yaml.MappingNode:
                 first: dict = {}  # key -> its first key node
-                children = []
-                for k, v in node.value:
+                for k, _ in () if again else node.value:
                     name = k.value if k.__class__ is yaml.ScalarNode else None
                     if name in first:
-                        self.duplicates.append((path + (name,),
-                                                f"duplicate key (first at line {first[name].start_mark.line + 1})"))
+                        repeats.setdefault(id(node), []).append((name, first[name]))
                     else:
                         first[name] = k
-                    children.append((v, path + (name,), k))
-                todo += reversed(children)  # in document order: the last of duplicate keys wins
+                todo += [(v, depth + 1) for _, v in reversed(node.value)]  # in document order
+            elif node.__class__ is yaml.SequenceNode:
+                todo += [(v, depth + 1) for v in reversed(node.value)]
+        self.aliased = repeated > 0
+        self.duplicates = [(path + (name,), f"duplicate key (first at line {first.start_mark.line + 1})")
+                           for path, (_, node) in self.nodes.items() if id(node) in repeats
+                           for name, first in repeats[id(node)]] if repeats else []
+
+    @functools.cached_property
+    def nodes(self) -> dict[tuple, tuple[yaml.Node | None, yaml.Node]]:
+        """path -> (its key node, its node); of duplicate keys the last one wins, as in YAML."""
+        nodes = {}
+        todo = [(self.root, (), None)] if self.root is not None else []
+        while todo:
+            node, path, key = todo.pop()
+            nodes[path] = (key, node)
+            if node.__class__ is yaml.MappingNode:
+                todo += [(v, path + (k.value if k.__class__ is yaml.ScalarNode else None,), k)
+                         for k, v in reversed(node.value)]  # in document order: the last of duplicate keys wins
             elif node.__class__ is yaml.SequenceNode:
                 todo += [(v, path + (i,), None) for i, v in reversed(list(enumerate(node.value)))]
-        self.aliased = repeated > 0
+        return nodes
 
     def line(self, path: tuple) -> int:
         """The line of the key (for mappings and lists: where the operator wrote
