@@ -281,16 +281,16 @@ typedef struct {
     size_t mask;                         /* slots - 1: a power of 2 minus 1, or 0 with no slots */
     uint64_t *slots;                     /* 0 free, else the hash's top 32 bits << 32 | index + 1 */
     unsigned char *keys;                 /* size keys of len bytes, in the order they came */
-    unsigned long long *counts;          /* with `counted`, one per key */
-    int counted;
+    unsigned long long *values;          /* with `valued`, one per key (0 at first) */
+    int valued;
 } Keys;
 
 static void keys_free(Keys *k)
 {
     PyMem_Free(k->slots);
     PyMem_Free(k->keys);
-    PyMem_Free(k->counts);
-    k->slots = NULL, k->keys = NULL, k->counts = NULL;
+    PyMem_Free(k->values);
+    k->slots = NULL, k->keys = NULL, k->values = NULL;
     k->size = k->room = 0, k->mask = 0;
 }
 
@@ -330,14 +330,14 @@ static Py_ssize_t keys_add(Keys *k, const unsigned char *key, Py_hash_t h)
         unsigned char *keys = PyMem_Realloc(k->keys, room * k->len);
         if (keys)
             k->keys = keys;
-        unsigned long long *counts = keys && k->counted ? PyMem_Realloc(k->counts, room * sizeof *counts) : NULL;
-        if (!keys || (k->counted && !counts)) {
+        unsigned long long *values = keys && k->valued ? PyMem_Realloc(k->values, room * sizeof *values) : NULL;
+        if (!keys || (k->valued && !values)) {
             PyErr_NoMemory();
             return -1;
         }
-        if (counts) {
-            memset(counts + k->room, 0, (room - k->room) * sizeof *counts);
-            k->counts = counts;
+        if (values) {
+            memset(values + k->room, 0, (room - k->room) * sizeof *values);
+            k->values = values;
         }
         k->room = room;
     }
@@ -363,11 +363,13 @@ static Py_ssize_t keys_add(Keys *k, const unsigned char *key, Py_hash_t h)
 
 typedef struct {
     int ether_type, nranges, forgotten, open_end, nguards;
+    int by_source;                       /* the ranges cover both MACs: a fingerprint tells its source */
     Py_ssize_t min_len, length_at, length_base;  /* length_at -1: no length field */
     Py_ssize_t ranges[MAX_RANGES][2];
     Py_ssize_t guard_at[MAX_GUARDS];
     unsigned char guard[MAX_GUARDS][32];        /* a bit per accepted byte value */
-    Keys quiet;                          /* fingerprints */
+    Keys quiet;                          /* fingerprints; with tally and by_source, the index + 1 of
+                                            each one's source in `sources` once known (0: not yet) */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
 } Rule;
@@ -380,7 +382,7 @@ typedef struct {
     PyObject *source;
     PyObject *pending;                   /* with tally: (source, n) not yet handed out */
     Keys sources;                        /* with tally: class + source MAC taught since recount(),
-                                            with the frames swallowed of each */
+                                            valued with the frames swallowed of each */
     double deadline, last;
 } Sieve;
 
@@ -435,6 +437,7 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
         }
         rule->ranges[i][0] = a;
         rule->ranges[i][1] = b;
+        rule->by_source |= a == 0 && b >= 12;
     }
     rule->nranges = (int)nr;
     return 0;
@@ -453,7 +456,7 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
     if (self->tallying && !(self->pending = PyList_New(0)))
         return -1;
     self->sources.len = 7;
-    self->sources.counted = 1;
+    self->sources.valued = 1;
     while (PyDict_Next(spec, &pos, &et, &value)) {
         int many = PyList_Check(value);
         for (Py_ssize_t i = 0; i < (many ? PyList_GET_SIZE(value) : 1); i++) {
@@ -461,8 +464,10 @@ static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
                 PyErr_Format(PyExc_ValueError, "a Sieve takes at most %d rules", MAX_RULES);
                 return -1;
             }
-            if (sieve_rule(&self->rules[self->nrules], et, many ? PyList_GET_ITEM(value, i) : value) < 0)
+            Rule *rule = &self->rules[self->nrules];
+            if (sieve_rule(rule, et, many ? PyList_GET_ITEM(value, i) : value) < 0)
                 return -1;
+            rule->quiet.valued = self->tallying && rule->by_source;
             self->nrules++;
         }
     }
@@ -522,6 +527,22 @@ static Py_hash_t fingerprint(const Rule *rule, const unsigned char *p, unsigned 
     return _Py_HashBytes(key, rule->quiet.len);
 }
 
+/* With tally: the index of the frame's source in `sources`, or -1 if not taught
+ * since recount(). A fingerprint that tells its source remembers its index, so that
+ * a swallowed frame costs one hash, not two. */
+static Py_ssize_t frame_source(Sieve *self, Rule *rule, Py_ssize_t fp, const unsigned char *p)
+{
+    unsigned long long *cached = rule->quiet.values ? rule->quiet.values + fp : NULL;
+    if (cached && *cached)
+        return (Py_ssize_t)(*cached - 1);
+    unsigned char key[7];
+    source_key(p, key);
+    Py_ssize_t source = keys_find(&self->sources, key, _Py_HashBytes(key, 7));
+    if (cached && source >= 0)
+        *cached = (unsigned long long)source + 1;
+    return source;
+}
+
 /* 1: swallow the frame (counted), 0: let it through. */
 static int sieve_quiet(Sieve *self, PyObject *frame)
 {
@@ -531,14 +552,14 @@ static int sieve_quiet(Sieve *self, PyObject *frame)
     if (!rule || !rule->quiet.size)
         return 0;
     unsigned char key[MAX_KEY];
-    if (keys_find(&rule->quiet, key, fingerprint(rule, p, key)) < 0)
+    Py_ssize_t fp = keys_find(&rule->quiet, key, fingerprint(rule, p, key));
+    if (fp < 0)
         return 0;
     if (self->tallying) {
-        source_key(p, key);
-        Py_ssize_t source = keys_find(&self->sources, key, _Py_HashBytes(key, 7));
+        Py_ssize_t source = frame_source(self, rule, fp, p);
         if (source < 0)
             return 0;
-        self->sources.counts[source]++;
+        self->sources.values[source]++;
     }
     rule->frames++;
     rule->bytes += len;
@@ -551,16 +572,29 @@ static int sieve_drain(Sieve *self)
 {
     Keys *sources = &self->sources;
     for (Py_ssize_t i = 0; self->tallying && i < sources->size; i++) {
-        if (!sources->counts[i])
+        if (!sources->values[i])
             continue;
-        PyObject *pair = Py_BuildValue("(y#K)", sources->keys + i * 7, (Py_ssize_t)7, sources->counts[i]);
+        PyObject *pair = Py_BuildValue("(y#K)", sources->keys + i * 7, (Py_ssize_t)7, sources->values[i]);
         if (!pair || PyList_Append(self->pending, pair) < 0) {
             Py_XDECREF(pair);
             return -1;
         }
         Py_DECREF(pair);
-        sources->counts[i] = 0;
+        sources->values[i] = 0;
     }
+    return 0;
+}
+
+/* With tally: hand out the counts and start the sources over; the fingerprints'
+ * sources are unknown again. */
+static int sieve_new_sources(Sieve *self)
+{
+    if (sieve_drain(self) < 0)
+        return -1;
+    keys_free(&self->sources);
+    for (Rule *rule = self->rules, *end = self->rules + self->nrules; rule < end; rule++)
+        if (rule->quiet.values)
+            memset(rule->quiet.values, 0, rule->quiet.size * sizeof *rule->quiet.values);
     return 0;
 }
 
@@ -615,23 +649,25 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
             Py_RETURN_FALSE;
         }
     }
+    Py_ssize_t source = -1;
     if (self->tallying) {
-        unsigned char source[7];
-        source_key(p, source);
-        Py_hash_t h = _Py_HashBytes(source, 7);
-        if (self->sources.size >= self->limit) {  /* too many: their frames run the probes again */
-            if (sieve_drain(self) < 0)
-                return NULL;
-            keys_free(&self->sources);
-        }
-        if (keys_find(&self->sources, source, h) < 0 && keys_add(&self->sources, source, h) < 0)
+        unsigned char key[7];
+        source_key(p, key);
+        Py_hash_t h = _Py_HashBytes(key, 7);
+        /* too many: their frames run the probes again */
+        if (self->sources.size >= self->limit && sieve_new_sources(self) < 0)
+            return NULL;
+        if ((source = keys_find(&self->sources, key, h)) < 0 && (source = keys_add(&self->sources, key, h)) < 0)
             return NULL;
     }
     unsigned char key[MAX_KEY];
     Py_hash_t h = fingerprint(rule, p, key);
     /* known already: taught again, a frame past the deadline */
-    if (keys_find(&rule->quiet, key, h) < 0 && keys_add(&rule->quiet, key, h) < 0)
+    Py_ssize_t fp = keys_find(&rule->quiet, key, h);
+    if (fp < 0 && (fp = keys_add(&rule->quiet, key, h)) < 0)
         return NULL;
+    if (rule->quiet.values)
+        rule->quiet.values[fp] = (unsigned long long)source + 1;
     Py_RETURN_TRUE;
 }
 
@@ -647,9 +683,8 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
 
 static PyObject *sieve_recount(Sieve *self, PyObject *unused)
 {
-    if (sieve_drain(self) < 0)
+    if (sieve_new_sources(self) < 0)
         return NULL;
-    keys_free(&self->sources);
     Py_RETURN_NONE;
 }
 

@@ -136,6 +136,27 @@ def test_sieve_tallies_per_source_across_forgetting():
     assert sieve.tallies() == []
 
 
+@pytest.mark.parametrize("restart", ["recount", "sources full"])
+def test_a_fingerprint_forgets_its_source_when_the_sources_start_over(restart):
+    """A fingerprint that covers both MACs remembers its source's place among the
+    sources, and forgets it when they start over (a new window, or more sources than
+    the limit, counted over all rules): another source taught first then takes that
+    place, and must not get the first one's frames."""
+    a, b, c = (bytes.fromhex(f"02000000000{i}") for i in (1, 2, 3))
+    arp_a = b"\xff" * 6 + a + b"\x08\x06\x01"
+    ipv6_b, ipv6_c = (b"\xff" * 6 + m + b"\x86\xdd\x60" for m in (b, c))
+    sieve = Sieve({0x0806: (15, ((0, 15),)), 0x86DD: (15, ((0, 15),))}, 2, True)
+    sieve.teach(arp_a)
+    assert list(sieve.over([(1.0, arp_a)] * 2)) == []
+    if restart == "recount":
+        sieve.recount()
+    else:
+        sieve.teach(ipv6_c)  # the second source: the sources are full
+    sieve.teach(ipv6_b)  # the first of the new sources
+    assert list(sieve.over([(2.0, arp_a), (2.0, ipv6_b)])) == [(2.0, arp_a)]
+    assert sorted(sieve.tallies()) == [(b"\x00" + a, 2), (b"\x00" + b, 1)]
+
+
 def test_sieve_holds_many_fingerprints_exactly():
     """Its table grows past many sizes and still tells every taught fingerprint from
     every other one."""
