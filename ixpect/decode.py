@@ -67,15 +67,15 @@ _ARP_BODY = struct.Struct("!H6s4s6s4s").unpack_from  # op, sha, spa, tha, tpa in
 def arp(buf: bytes, off: int) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     """(op, sender MAC, sender IPv4, target MAC, target IPv4) of an Ethernet/IPv4 ARP
     packet, or None for ARP of another hardware or protocol type."""
+    if buf[off:off + 6] == _ARP_ETHER_IPV4 and len(buf) >= off + 28:  # nearly all: two tests, not four
+        return _ARP_BODY(buf, off + 6)
     if len(buf) < off + 8:
         raise Malformed(f"truncated ARP header ({len(buf) - off} bytes)")
-    if buf[off:off + 6] != _ARP_ETHER_IPV4:
-        if buf[off:off + 4] == _ARP_ETHER_IPV4[:4]:
-            raise Malformed(f"ARP for Ethernet/IPv4 with address lengths {buf[off + 4]}/{buf[off + 5]}")
-        return None
-    if len(buf) < off + 28:
+    if buf[off:off + 6] == _ARP_ETHER_IPV4:
         raise Malformed(f"truncated ARP packet ({len(buf) - off} bytes)")
-    return _ARP_BODY(buf, off + 6)
+    if buf[off:off + 4] == _ARP_ETHER_IPV4[:4]:
+        raise Malformed(f"ARP for Ethernet/IPv4 with address lengths {buf[off + 4]}/{buf[off + 5]}")
+    return None
 
 
 _IPV4 = struct.Struct("!BxHxxHxBxx4s4s").unpack_from  # ver/IHL, length, fragment, protocol, addresses
