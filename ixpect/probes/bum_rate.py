@@ -37,9 +37,8 @@ class BumRate(Probe):
         else:
             counts = self.unicast
         src = buf[6:12]
-        n = counts.get(src)
-        if n is not None:
-            counts[src] = n + 1
+        if src in counts:
+            counts[src] += 1
         elif len(counts) < self.max_sources:
             counts[src] = 1
         elif not self.full:
