@@ -146,17 +146,15 @@ def ipv6(buf: bytes, off: int, snaplen: float) -> tuple[bytes, bytes, int, int, 
         end = n
     proto = buf[off + 6]
     p = off + 40
-    while True:
+    while proto in IPV6_EXTENSIONS:  # one test for a packet without any
         if proto in _EXT_GENERIC:
             length = 8 * (buf[p + 1] + 1) if p + 2 <= end else 0
         elif proto == _EXT_FRAGMENT:
             if p + 8 <= end and (buf[p + 2] << 8 | buf[p + 3]) & 0xFFF8:
                 return buf[off + 8:off + 24], buf[off + 24:off + 40], buf[off + 7], buf[p], end, end
             length = 8
-        elif proto == _EXT_AH:
+        else:  # _EXT_AH
             length = 4 * (buf[p + 1] + 2) if p + 2 <= end else 0
-        else:
-            break
         if length == 0 or p + length > end:
             raise Malformed(f"truncated IPv6 extension header {proto}")
         proto = buf[p]
