@@ -279,7 +279,8 @@ static PyObject *tpacket_v3(PyObject *module, PyObject *args)
 typedef struct {
     Py_ssize_t len, size, room;          /* key length; keys held; keys the arrays have room for */
     size_t mask;                         /* slots - 1: a power of 2 minus 1, or 0 with no slots */
-    uint64_t *slots;                     /* 0 free, else the hash's top 32 bits << 32 | index + 1 */
+    uint64_t *slots;                     /* 0 free, else the hash's low 32 bits << 32 | index + 1: the
+                                            table grows without hashing its keys again */
     unsigned char *keys;                 /* size keys of len bytes, in the order they came */
     unsigned long long *values;          /* with `valued`, one per key (0 at first) */
     int valued;
@@ -296,7 +297,13 @@ static void keys_free(Keys *k)
 
 static inline uint64_t keys_tag(Py_hash_t h)
 {
-    return (uint64_t)h & 0xFFFFFFFF00000000ULL;
+    return (uint64_t)(uint32_t)h << 32;
+}
+
+/* The slot a key of hash (or tag) `h` starts looking at. */
+static inline size_t keys_home(const Keys *k, uint64_t h)
+{
+    return (uint32_t)h & k->mask;
 }
 
 /* The key's index, or -1. */
@@ -304,7 +311,7 @@ static Py_ssize_t keys_find(const Keys *k, const unsigned char *key, Py_hash_t h
 {
     if (!k->size)
         return -1;
-    for (size_t i = (size_t)h & k->mask;; i = (i + 1) & k->mask) {
+    for (size_t i = keys_home(k, (uint64_t)h);; i = (i + 1) & k->mask) {
         uint64_t slot = k->slots[i];
         if (!slot)
             return -1;
@@ -314,12 +321,12 @@ static Py_ssize_t keys_find(const Keys *k, const unsigned char *key, Py_hash_t h
     }
 }
 
-static void keys_slot(Keys *k, Py_hash_t h, Py_ssize_t index)
+static void keys_slot(Keys *k, uint64_t slot)
 {
-    size_t i = (size_t)h & k->mask;
+    size_t i = keys_home(k, slot >> 32);
     while (k->slots[i])
         i = (i + 1) & k->mask;
-    k->slots[i] = keys_tag(h) | (uint64_t)(index + 1);
+    k->slots[i] = slot;
 }
 
 /* Add a key not held yet; its index, or -1 with MemoryError. */
@@ -348,14 +355,17 @@ static Py_ssize_t keys_add(Keys *k, const unsigned char *key, Py_hash_t h)
             PyErr_NoMemory();
             return -1;
         }
-        PyMem_Free(k->slots);
+        uint64_t *old = k->slots;
+        size_t n = old ? k->mask + 1 : 0;
         k->slots = fresh;
         k->mask = slots - 1;
-        for (Py_ssize_t i = 0; i < k->size; i++)
-            keys_slot(k, _Py_HashBytes(k->keys + i * k->len, k->len), i);
+        for (size_t i = 0; i < n; i++)
+            if (old[i])
+                keys_slot(k, old[i]);
+        PyMem_Free(old);
     }
     memcpy(k->keys + k->size * k->len, key, k->len);
-    keys_slot(k, h, k->size);
+    keys_slot(k, keys_tag(h) | (uint64_t)(k->size + 1));
     return k->size++;
 }
 
