@@ -10,12 +10,15 @@
  *     With `release` (data must then be a read-only file mapping) the pages walked
  *     are given back as it goes, so that a replay's RSS does not grow with the file.
  *     With `partial` (data is what has arrived of a stream) a record cut off at the
- *     end stops the walk without error; `offset` is then where it starts.
+ *     end stops the walk without error; `offset` is then where it starts. A `budget`
+ *     of n >= 0 pauses the iteration after n more records (done: none left at all).
  *
- * tpacket_v3(ring, offset, count)
- *     The (timestamp, frame bytes) of the `count` frames of a TPACKET_V3 ring block
- *     (the memory-mapped ring, the block's first frame at `offset`), as a list. A
- *     VLAN tag the NIC stripped is put back, so that the frame is as on the wire.
+ * Block(ring, offset, count)
+ *     Iterator of the (timestamp, frame bytes) of the `count` frames of a TPACKET_V3
+ *     ring block (the memory-mapped ring, the block's first frame at `offset`); its
+ *     length is the frames not walked yet; close() stops it before the block goes
+ *     back to the kernel. A VLAN tag the NIC stripped is put back, so that the frame
+ *     is as on the wire.
  *
  * Sieve(spec, limit, tally)
  *     spec: {EtherType: rule or [rule, ...]} (at most MAX_RULES rules in all), a rule
@@ -36,7 +39,8 @@
  *     the probes having declared that these bytes decide their verdict
  *     (ixpect.engine). over(frames) iterates the (timestamp, frame) pairs of
  *     `frames` but swallows each frame whose fingerprint it remembers, except at or
- *     after `deadline`, so that timers run. Swallowed frames are counted per
+ *     after `deadline`, so that timers run. Over Records or a Block it decides on the
+ *     bytes where the reader has them: a swallowed frame never becomes an object. Swallowed frames are counted per
  *     EtherType (counts()); `last` is the latest time of one. At most `limit`
  *     fingerprints are kept per rule: when they fill up the sieve starts over,
  *     unless they saved fewer frames than there are of them; then it gives the
@@ -65,13 +69,53 @@
 #define MAX_RULES 64
 #define MAX_GUARDS 4
 
+/* -- Raw frames --------------------------------------------------------------- */
+
+/* A frame where a reader has it, before it is a Python object. */
+typedef struct {
+    double ts;
+    const unsigned char *p;
+    Py_ssize_t len;
+    int tagged;                          /* a tag to put back before the EtherType */
+    unsigned tpid, tci;
+} Raw;
+
+/* A reader's next frame: 1, 0 at its end, -1 with an exception. */
+typedef int (*Step)(PyObject *reader, Raw *f);
+
+/* The (timestamp, frame bytes) pair of a raw frame. */
+static PyObject *raw_pair(const Raw *f)
+{
+    PyObject *bytes;
+    if (f->tagged) {
+        bytes = PyBytes_FromStringAndSize(NULL, f->len + 4);
+        if (!bytes)
+            return NULL;
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
+        memcpy(out, f->p, 12);
+        out[12] = f->tpid >> 8, out[13] = f->tpid & 0xFF, out[14] = f->tci >> 8, out[15] = f->tci & 0xFF;
+        memcpy(out + 16, f->p + 12, f->len - 12);
+    } else if (!(bytes = PyBytes_FromStringAndSize((const char *)f->p, f->len))) {
+        return NULL;
+    }
+    PyObject *ts = PyFloat_FromDouble(f->ts), *pair = ts ? PyTuple_New(2) : NULL;
+    if (!pair) {
+        Py_XDECREF(ts);
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, ts);
+    PyTuple_SET_ITEM(pair, 1, bytes);
+    return pair;
+}
+
 /* -- Records ------------------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int held;
-    Py_ssize_t off, released, snaplen;
+    Py_ssize_t off, released, snaplen, budget;
     int big, release, partial;
     double scale;
     PyObject *name;
@@ -104,6 +148,7 @@ static int records_init(Records *self, PyObject *args, PyObject *kwds)
         return -1;
     self->held = 1;
     self->released = 0;
+    self->budget = -1;
     if ((uintptr_t)self->view.buf % sysconf(_SC_PAGESIZE))
         self->release = 0;  /* not a mapping's start */
     Py_XSETREF(self->name, Py_NewRef(name));
@@ -111,49 +156,55 @@ static int records_init(Records *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-static PyObject *records_next(Records *self)
+static int records_step(PyObject *reader, Raw *f)
 {
-    if (!self->held)
-        return NULL;
+    Records *self = (Records *)reader;
+    if (!self->held || !self->budget)
+        return 0;
     const unsigned char *data = self->view.buf;
     Py_ssize_t n = self->view.len, off = self->off;
     if (off + 16 > n) {
-        if (off != n && !self->partial)
+        int damaged = off != n && !self->partial;
+        if (damaged)
             PyErr_Format(self->error, "%U: truncated record header at offset %zd", self->name, off);
         records_release(self);
-        return NULL;
+        return -damaged;
     }
     unsigned long sec = rd32(data + off, self->big), frac = rd32(data + off + 4, self->big);
     unsigned long incl = rd32(data + off + 8, self->big);
     if (incl > MAX_FRAME || off + 16 + (Py_ssize_t)incl > n) {
-        if (incl > MAX_FRAME || !self->partial)
+        int damaged = incl > MAX_FRAME || !self->partial;
+        if (damaged)
             PyErr_Format(self->error, "%U: truncated or corrupt record at offset %zd", self->name, off);
         records_release(self);
-        return NULL;
+        return -damaged;
     }
     self->off = off + 16 + incl;
+    self->budget -= self->budget > 0;
     if (self->release && off - self->released >= RELEASE_STEP) {
         Py_ssize_t upto = off - off % sysconf(_SC_PAGESIZE);
         madvise((char *)self->view.buf + self->released, upto - self->released, MADV_DONTNEED);
         self->released = upto;
     }
-    PyObject *ts = PyFloat_FromDouble((double)sec + (double)frac * self->scale);
-    PyObject *frame = PyBytes_FromStringAndSize((const char *)data + off + 16, incl);
-    if (!ts || !frame) {
-        Py_XDECREF(ts);
-        Py_XDECREF(frame);
-        return NULL;
-    }
-    PyObject *pair = PyTuple_New(2);
-    if (!pair) {
-        Py_DECREF(ts);
-        Py_DECREF(frame);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(pair, 0, ts);
-    PyTuple_SET_ITEM(pair, 1, frame);
-    return pair;
+    *f = (Raw){(double)sec + (double)frac * self->scale, data + off + 16, (Py_ssize_t)incl};
+    return 1;
 }
+
+static PyObject *records_next(Records *self)
+{
+    Raw f;
+    return records_step((PyObject *)self, &f) > 0 ? raw_pair(&f) : NULL;
+}
+
+static PyObject *records_done(Records *self, void *unused)
+{
+    return PyBool_FromLong(!self->held);
+}
+
+static PyGetSetDef records_getset[] = {
+    {"done", (getter)records_done, NULL, "Every record walked (or the walk failed).", NULL},
+    {NULL},
+};
 
 static void records_dealloc(Records *self)
 {
@@ -166,6 +217,7 @@ static void records_dealloc(Records *self)
 static PyMemberDef records_members[] = {
     {"snaplen", T_PYSSIZET, offsetof(Records, snaplen), READONLY, "The capture's snapshot length."},
     {"offset", T_PYSSIZET, offsetof(Records, off), READONLY, "where the next record starts"},
+    {"budget", T_PYSSIZET, offsetof(Records, budget), 0, "records to walk before pausing (-1: no limit)"},
     {NULL},
 };
 
@@ -181,6 +233,7 @@ static PyTypeObject RecordsType = {
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)records_next,
     .tp_members = records_members,
+    .tp_getset = records_getset,
 };
 
 /* -- TPACKET_V3 blocks ---------------------------------------------------------- */
@@ -212,63 +265,110 @@ static inline uint16_t host16(const unsigned char *p)
     return v;
 }
 
-static PyObject *tpacket_frame(const unsigned char *h, const unsigned char *end)
+typedef struct {
+    PyObject_HEAD
+    Py_buffer ring;
+    int held;
+    Py_ssize_t off, left;
+} Block;
+
+static void block_release(Block *self)
 {
-    uint32_t snaplen = host32(h + TP_SNAPLEN), status = host32(h + TP_STATUS);
-    const unsigned char *frame = h + host16(h + TP_MAC);
-    if (frame + snaplen > end || snaplen > MAX_FRAME) {
-        PyErr_SetString(PyExc_ValueError, "TPACKET_V3 frame beyond its block");
-        return NULL;
+    if (self->held) {
+        PyBuffer_Release(&self->ring);
+        self->held = 0;
     }
-    PyObject *bytes;
-    if (status & TP_STATUS_VLAN_VALID && snaplen >= 12) {
-        unsigned tpid = status & TP_STATUS_VLAN_TPID_VALID ? host16(h + TP_VLAN_TPID) : 0x8100;
-        unsigned tci = host32(h + TP_VLAN_TCI) & 0xFFFF;
-        bytes = PyBytes_FromStringAndSize(NULL, snaplen + 4);
-        if (!bytes)
-            return NULL;
-        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
-        memcpy(out, frame, 12);
-        out[12] = tpid >> 8, out[13] = tpid & 0xFF, out[14] = tci >> 8, out[15] = tci & 0xFF;
-        memcpy(out + 16, frame + 12, snaplen - 12);
-    } else {
-        bytes = PyBytes_FromStringAndSize((const char *)frame, snaplen);
-    }
-    PyObject *ts = bytes ? PyFloat_FromDouble((double)host32(h + TP_SEC) + (double)host32(h + TP_NSEC) * 1e-9) : NULL;
-    if (!ts) {
-        Py_XDECREF(bytes);
-        return NULL;
-    }
-    PyObject *pair = PyTuple_Pack(2, ts, bytes);
-    Py_DECREF(ts);
-    Py_DECREF(bytes);
-    return pair;
+    self->left = 0;
 }
 
-static PyObject *tpacket_v3(PyObject *module, PyObject *args)
+static int block_init(Block *self, PyObject *args, PyObject *kwds)
 {
-    Py_buffer ring;
-    Py_ssize_t off, count;
-    if (!PyArg_ParseTuple(args, "y*nn", &ring, &off, &count))
-        return NULL;
-    const unsigned char *base = ring.buf, *end = base + ring.len;
-    PyObject *out = PyList_New(0);
-    for (Py_ssize_t i = 0; out && i < count; i++) {
-        if (off < 0 || off + TP_HEADER > ring.len) {
-            PyErr_SetString(PyExc_ValueError, "TPACKET_V3 header beyond the ring");
-            Py_CLEAR(out);
-            break;
-        }
-        const unsigned char *h = base + off;
-        PyObject *pair = tpacket_frame(h, end);
-        if (!pair || PyList_Append(out, pair) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(pair);
-        off += host32(h + TP_NEXT);
-    }
-    PyBuffer_Release(&ring);
-    return out;
+    PyObject *ring;
+    block_release(self);
+    if (!PyArg_ParseTuple(args, "Onn", &ring, &self->off, &self->left) ||
+        PyObject_GetBuffer(ring, &self->ring, PyBUF_SIMPLE) < 0)
+        return -1;
+    self->held = 1;
+    return 0;
 }
+
+static int block_step(PyObject *reader, Raw *f)
+{
+    Block *self = (Block *)reader;
+    if (self->left <= 0) {
+        block_release(self);
+        return 0;
+    }
+    Py_ssize_t off = self->off;
+    if (off < 0 || off + TP_HEADER > self->ring.len) {
+        PyErr_SetString(PyExc_ValueError, "TPACKET_V3 header beyond the ring");
+        block_release(self);
+        return -1;
+    }
+    const unsigned char *h = (const unsigned char *)self->ring.buf + off;
+    uint32_t snaplen = host32(h + TP_SNAPLEN), status = host32(h + TP_STATUS);
+    Py_ssize_t at = off + host16(h + TP_MAC);
+    if (snaplen > MAX_FRAME || at + (Py_ssize_t)snaplen > self->ring.len) {
+        PyErr_SetString(PyExc_ValueError, "TPACKET_V3 frame beyond its block");
+        block_release(self);
+        return -1;
+    }
+    *f = (Raw){(double)host32(h + TP_SEC) + (double)host32(h + TP_NSEC) * 1e-9,
+               (const unsigned char *)self->ring.buf + at, snaplen};
+    if (status & TP_STATUS_VLAN_VALID && snaplen >= 12) {
+        f->tagged = 1;
+        f->tpid = status & TP_STATUS_VLAN_TPID_VALID ? host16(h + TP_VLAN_TPID) : 0x8100;
+        f->tci = host32(h + TP_VLAN_TCI) & 0xFFFF;
+    }
+    self->off = off + host32(h + TP_NEXT);
+    self->left--;
+    return 1;
+}
+
+static PyObject *block_next(Block *self)
+{
+    Raw f;
+    return block_step((PyObject *)self, &f) > 0 ? raw_pair(&f) : NULL;
+}
+
+static Py_ssize_t block_len(Block *self)
+{
+    return self->left;
+}
+
+static PyObject *block_close(Block *self, PyObject *unused)
+{
+    block_release(self);
+    Py_RETURN_NONE;
+}
+
+static void block_dealloc(Block *self)
+{
+    block_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PySequenceMethods block_sequence = {.sq_length = (lenfunc)block_len};
+
+static PyMethodDef block_methods[] = {
+    {"close", (PyCFunction)block_close, METH_NOARGS, "Walk no further: the block goes back to the kernel."},
+    {NULL},
+};
+
+static PyTypeObject BlockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ixpect._frames.Block",
+    .tp_basicsize = sizeof(Block),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "(timestamp, frame) pairs of the frames of a TPACKET_V3 ring block.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)block_init,
+    .tp_dealloc = (destructor)block_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)block_next,
+    .tp_as_sequence = &block_sequence,
+    .tp_methods = block_methods,
+};
 
 /* -- Keys: a set of byte strings of one length ------------------------------ */
 
@@ -389,7 +489,8 @@ typedef struct {
     Rule rules[MAX_RULES];
     int nrules, tallying;
     Py_ssize_t limit;
-    PyObject *source;
+    PyObject *source;                    /* what over() iterates */
+    Step step;                           /* its step if it is a reader, else NULL */
     PyObject *pending;                   /* with tally: (source, n) not yet handed out */
     Keys sources;                        /* with tally: class + source MAC taught since recount(),
                                             valued with the frames swallowed of each */
@@ -553,11 +654,9 @@ static Py_ssize_t frame_source(Sieve *self, Rule *rule, Py_ssize_t fp, const uns
     return source;
 }
 
-/* 1: swallow the frame (counted), 0: let it through. */
-static int sieve_quiet(Sieve *self, PyObject *frame)
+/* Whether the frame is one to swallow; if so it is counted. */
+static int sieve_quiet(Sieve *self, const unsigned char *p, Py_ssize_t len)
 {
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(frame);
-    Py_ssize_t len = PyBytes_GET_SIZE(frame);
     Rule *rule = sieve_rule_for(self, p, len);
     if (!rule || !rule->quiet.size)
         return 0;
@@ -574,6 +673,27 @@ static int sieve_quiet(Sieve *self, PyObject *frame)
     rule->frames++;
     rule->bytes += len;
     return 1;
+}
+
+/* The sieve's decision on a frame at time t: 1 swallowed (counted), 0 let through. */
+static int sieve_swallows(Sieve *self, double t, const unsigned char *p, Py_ssize_t len)
+{
+    if (t >= self->deadline || !sieve_quiet(self, p, len))
+        return 0;
+    if (t > self->last)
+        self->last = t;
+    return 1;
+}
+
+/* The decision on an item from an iterator: only a (float, bytes) pair may be swallowed. */
+static int sieve_swallows_item(Sieve *self, PyObject *item)
+{
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
+        return 0;
+    PyObject *ts = PyTuple_GET_ITEM(item, 0), *frame = PyTuple_GET_ITEM(item, 1);
+    return PyFloat_CheckExact(ts) && PyBytes_CheckExact(frame) &&
+           sieve_swallows(self, PyFloat_AS_DOUBLE(ts), (const unsigned char *)PyBytes_AS_STRING(frame),
+                          PyBytes_GET_SIZE(frame));
 }
 
 /* With tally: move the counts per source to `pending`, before the sources are
@@ -610,22 +730,24 @@ static int sieve_new_sources(Sieve *self)
 
 static PyObject *sieve_next(Sieve *self)
 {
-    PyObject *item;
-    if (!self->source)
-        return NULL;
-    while ((item = PyIter_Next(self->source))) {
-        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
+    while (self->source) {
+        PyObject *item;
+        if (self->step) {
+            Raw f;
+            int found = self->step(self->source, &f);
+            if (found > 0 && !f.tagged) {
+                if (sieve_swallows(self, f.ts, f.p, f.len))
+                    continue;
+                return raw_pair(&f);
+            }
+            item = found > 0 ? raw_pair(&f) : NULL;  /* a tag put back: judged as on the wire */
+        } else {
+            item = PyIter_Next(self->source);
+        }
+        if (!item)
+            break;
+        if (!sieve_swallows_item(self, item))
             return item;
-        PyObject *ts = PyTuple_GET_ITEM(item, 0), *frame = PyTuple_GET_ITEM(item, 1);
-        if (!PyFloat_CheckExact(ts) || !PyBytes_CheckExact(frame))
-            return item;
-        double t = PyFloat_AS_DOUBLE(ts);
-        if (t >= self->deadline)
-            return item;
-        if (!sieve_quiet(self, frame))
-            return item;
-        if (t > self->last)
-            self->last = t;
         Py_DECREF(item);
     }
     Py_CLEAR(self->source);
@@ -634,10 +756,12 @@ static PyObject *sieve_next(Sieve *self)
 
 static PyObject *sieve_over(Sieve *self, PyObject *frames)
 {
-    PyObject *it = PyObject_GetIter(frames);
+    Step step = Py_IS_TYPE(frames, &RecordsType) ? records_step : Py_IS_TYPE(frames, &BlockType) ? block_step : NULL;
+    PyObject *it = step ? Py_NewRef(frames) : PyObject_GetIter(frames);
     if (!it)
         return NULL;
     Py_XSETREF(self->source, it);
+    self->step = step;
     Py_INCREF(self);
     return (PyObject *)self;
 }
@@ -811,24 +935,19 @@ static PyTypeObject SieveType = {
     .tp_members = sieve_members,
 };
 
-static PyMethodDef module_methods[] = {
-    {"tpacket_v3", tpacket_v3, METH_VARARGS, "[(timestamp, frame)] of a TPACKET_V3 block: (ring, offset, count)."},
-    {NULL},
-};
-
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "ixpect._frames", "Per-frame loops in C: pcap records, ring blocks, the sieve.", -1,
-    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__frames(void)
 {
-    if (PyType_Ready(&RecordsType) < 0 || PyType_Ready(&SieveType) < 0)
+    if (PyType_Ready(&RecordsType) < 0 || PyType_Ready(&BlockType) < 0 || PyType_Ready(&SieveType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
     if (PyModule_AddObjectRef(m, "Records", (PyObject *)&RecordsType) < 0 ||
+        PyModule_AddObjectRef(m, "Block", (PyObject *)&BlockType) < 0 ||
         PyModule_AddObjectRef(m, "Sieve", (PyObject *)&SieveType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_RULES", MAX_RULES) < 0) {
         Py_DECREF(m);

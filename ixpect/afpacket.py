@@ -1,8 +1,8 @@
 """Live frames from an interface: an AF_PACKET socket with a TPACKET_V3 receive ring.
 
-The kernel fills memory-mapped blocks of frames; we walk a whole block (in C,
-ixpect._frames.tpacket_v3), hand its frames on as one chunk and give the block back:
-no system call per frame. Kernel timestamps (tp_sec/tp_nsec) are the frames' time. A
+The kernel fills memory-mapped blocks of frames; a block is handed on as one chunk
+(ixpect._frames.Block, walked in C where the sieve drops frames before they become
+objects) and given back at the next read, once walked: no system call per frame. Kernel timestamps (tp_sec/tp_nsec) are the frames' time. A
 VLAN tag the NIC stripped is put back, so that the probes see the frame as it was on
 the wire. Frames the kernel had to drop because the ring was full are counted by
 PACKET_STATISTICS.
@@ -21,7 +21,7 @@ import select
 import socket
 import struct
 
-from ixpect._frames import tpacket_v3
+from ixpect._frames import Block
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class AfPacketSource:
         self.poller = select.poll()
         self.poller.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
         self.block = 0
+        self.walked: Block | None = None  # the chunk last handed on, its block not given back yet
         self.received = self.dropped = 0
 
     def _namespace(self):
@@ -119,9 +120,10 @@ class AfPacketSource:
             raise
         return sock
 
-    def read(self, timeout: float) -> list[tuple[float, bytes]]:
-        """The frames of the next filled block, waiting at most `timeout` seconds;
-        an empty list when none arrived."""
+    def read(self, timeout: float) -> Block | list:
+        """The frames of the next filled block, to be walked before the next read,
+        waiting at most `timeout` seconds; an empty list when none arrived."""
+        self._give_back()
         off = self.block * self.block_size
         status, count, first = _BLOCK.unpack_from(self.ring, off + _BLOCK_OFF)
         if not status & TP_STATUS_USER:
@@ -131,11 +133,18 @@ class AfPacketSource:
             status, count, first = _BLOCK.unpack_from(self.ring, off + _BLOCK_OFF)
             if not status & TP_STATUS_USER:
                 return []
-        chunk = tpacket_v3(self.ring, off + first, count)
-        _STATUS.pack_into(self.ring, off + _BLOCK_OFF, TP_STATUS_KERNEL)  # give it back
-        self.block = (self.block + 1) % self.block_count
+        self.walked = Block(self.ring, off + first, count)
         self.received += count
-        return chunk
+        return self.walked
+
+    def _give_back(self) -> None:
+        """Return the block last handed on to the kernel; what of it was not walked
+        (the walk stopped by an exception) is lost, as a dropped frame."""
+        if self.walked is not None:
+            self.walked.close()  # its memory is the kernel's again
+            self.walked = None
+            _STATUS.pack_into(self.ring, self.block * self.block_size + _BLOCK_OFF, TP_STATUS_KERNEL)
+            self.block = (self.block + 1) % self.block_count
 
     def _check(self, flagged: bool) -> None:
         """Called when the ring stayed empty or the kernel flagged the socket. A link
@@ -164,5 +173,6 @@ class AfPacketSource:
         return self.name
 
     def close(self) -> None:
+        self._give_back()
         self.ring.close()
         self.sock.close()

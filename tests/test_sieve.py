@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import struct
 import sys
 
 import pytest
@@ -16,7 +17,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from conftest import CORPUS, Recorder
 from ixpect import engine as engine_module
-from ixpect._frames import Sieve
+from ixpect import pcap
+from ixpect._frames import Block, Sieve
 from ixpect.members import MemberTable
 from ixpect.pcap import frames
 
@@ -529,22 +531,68 @@ EVERY_PROBE = {  # all of them, windows and limits small enough for random seque
 }
 
 
-def _replay(sequence, reload_at: int) -> tuple[tuple, int]:
+def _listed(part, tmp_path, rng):
+    """The frames as a list of (timestamp, frame) pairs: the sieve judges the objects."""
+    yield part
+
+
+def _pcap_chunks(part, tmp_path, rng):
+    """The frames as the pcap reader hands them on from a file, in chunks of a few
+    records, cut at a random snaplen (0: none)."""
+    snaplen = rng.choice((0, 0, 64, 90))
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1)
+    for t, f in part:
+        cut = f[:snaplen] if snaplen else f
+        out += struct.pack("<IIII", int(t), round((t - int(t)) * 1e6), len(cut), len(f)) + cut
+    path = tmp_path / f"part{rng.random()}.pcap"
+    path.write_bytes(out)
+    yield from pcap.chunks(str(path), 1.0)
+
+
+def _ring(frames) -> bytearray:
+    """`frames` laid out as a TPACKET_V3 block from offset 8, a VLAN tag stripped into
+    the frame header as the kernel does."""
+    ring = bytearray(b"\xee" * 8)
+    for t, f in frames:
+        status, tci, tpid = 0, 0, 0
+        if f[12:14] in (b"\x81\x00", b"\x88\xa8") and len(f) >= 18:
+            status, tpid, tci, f = 0x50, f[12] << 8 | f[13], f[14] << 8 | f[15], f[:12] + f[16:]
+        size = (48 + len(f) + 15) // 16 * 16
+        ring += struct.pack("=IIIIIIHHIIHH", size, int(t), round((t - int(t)) * 1e9), len(f), len(f), status,
+                            48, 0, 0, tci, tpid, 0)
+        ring += bytes(8) + f + bytes(size - 48 - len(f))
+    return ring
+
+
+def _ring_blocks(part, tmp_path, rng):
+    """The frames as TPACKET_V3 ring blocks of 50 frames."""
+    for start in range(0, len(part), 50):
+        yield Block(_ring(part[start:start + 50]), 8, len(part[start:start + 50]))
+
+
+READERS = {"list": _listed, "pcap": _pcap_chunks, "ring": _ring_blocks}
+
+
+def _replay(sequence, reload_at: int, reader, tmp_path, seed) -> tuple[tuple, int]:
     """(events, traffic and frames; frames the sieve dropped)."""
     r = Recorder(EVERY_PROBE, MemberTable(**MEMBERS))
-    swallowed = 0
+    swallowed, rng = 0, random.Random(seed)
     for part in (sequence[:reload_at], sequence[reload_at:]):
-        r.engine.feed(part)
+        for chunk in reader(part, tmp_path, rng):
+            r.engine.feed(chunk)
         swallowed += sum(n for n, _ in r.engine._sifted().values())
         r.engine.configure(copy.deepcopy(EVERY_PROBE))  # as a SIGHUP does
     r.engine.flush()
     return ([(e.type, e.timestamp, e.data, e.frame) for e in r.events], r.engine.traffic(), r.engine.frames), swallowed
 
 
-def test_random_sequences_match_the_unsieved_engine(monkeypatch):
+@pytest.mark.parametrize("reader", READERS)
+def test_random_sequences_match_the_unsieved_engine(monkeypatch, tmp_path, reader):
     """Every probe on, counting ones included: whatever the sieve drops must still
     reach every counter, timer and table, so events and counters are the engine's
-    without the sieve, over random sequences of good, bad and repeated frames."""
+    without the sieve, over random sequences of good, bad and repeated frames, from
+    a list of pairs and from both readers, which the sieve walks in C."""
+    monkeypatch.setattr(pcap, "CHUNK", 64)
     vocabulary, legit = _vocabulary(), _legit()
     swallowed = total = 0
     for seed in range(100):
@@ -555,11 +603,60 @@ def test_random_sequences_match_the_unsieved_engine(monkeypatch):
             t += rng.choice((0.0, 0.001, 0.01, 0.05, 0.1)) if rng.random() < 0.97 else 3.0
             sequence.append((t, rng.choice(hot) if rng.random() < 0.9 else rng.choice(vocabulary)))
         reload_at = rng.randrange(len(sequence))
-        sieved, dropped = _replay(sequence, reload_at)
+        sieved, dropped = _replay(sequence, reload_at, READERS[reader], tmp_path, seed)
         with monkeypatch.context() as m:
             m.setattr(engine_module.Engine, "_build_sieve", lambda self, *args: None)
-            plain, _ = _replay(sequence, reload_at)
+            plain, _ = _replay(sequence, reload_at, READERS[reader], tmp_path, seed)
         assert sieved == plain, seed
         total += len(sequence)
         swallowed += dropped
     assert swallowed > total / 10  # the sieve did drop frames: the comparison is not vacuous
+
+
+@pytest.mark.parametrize("damage, offset", [("header", 0), ("frame", 12)])
+@pytest.mark.parametrize("sieved", [False, True])
+def test_a_damaged_ring_block_raises_after_the_frames_before_it(damage, offset, sieved):
+    """A frame header or frame beyond the ring is a ValueError once the frames before
+    it were walked, whether the sieve walks the block or Python does."""
+    frame = arp()
+    ring = _ring([(1.0, frame), (2.0, frame), (3.0, frame)])
+    third = 8 + 2 * (len(ring) - 8) // 3
+    struct.pack_into("=I", ring, third + offset, len(ring) if damage == "header" else 1 << 16)
+    if damage == "header":  # the second frame points beyond the ring
+        struct.pack_into("=I", ring, 8 + (len(ring) - 8) // 3, len(ring))
+    sieve = Sieve({0x0806: (42, ((14, 20),))}, 10)
+    sieve.teach(frame)
+    block, got = Block(ring, 8, 3), []
+    with pytest.raises(ValueError, match="beyond"):
+        for item in sieve.over(block) if sieved else block:
+            got.append(item)
+    assert got == ([] if sieved else [(1.0, frame), (2.0, frame)])
+    assert sieve.counts()[0x0806][0] == (2 if sieved else 0)
+    assert len(block) == 0
+
+
+def test_a_closed_ring_block_walks_no_further():
+    frame = arp()
+    block = Block(_ring([(1.0, frame), (2.0, frame)]), 8, 2)
+    assert len(block) == 2 and next(block) == (1.0, frame) and len(block) == 1
+    block.close()
+    assert not block and list(block) == []
+
+
+def test_sieved_records_pause_at_their_budget(tmp_path):
+    """A chunk of a capture file ends after `budget` records, swallowed ones included,
+    so that signals are acted on between chunks however much the sieve drops."""
+    frame, other = arp(), arp(psrc="192.0.2.20")
+    path = tmp_path / "a.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0, 1) + b"".join(
+        struct.pack("<IIII", t, 0, len(f), len(f)) + f for t, f in enumerate([frame] * 5 + [other])))
+    sieve = Sieve({0x0806: (42, ((14, 42),))}, 10)
+    sieve.teach(frame)
+    records = frames(path)
+    records.budget = 3
+    assert list(sieve.over(records)) == [] and not records.done
+    records.budget = 3
+    assert list(sieve.over(records)) == [(5.0, other)] and not records.done
+    records.budget = 3
+    assert list(sieve.over(records)) == [] and records.done
+    assert sieve.counts()[0x0806] == (5, 5 * len(frame))
