@@ -144,6 +144,10 @@ static int records_init(Records *self, PyObject *args, PyObject *kwds)
                           &self->release, &self->snaplen, &self->partial))
         return -1;
     records_release(self);
+    if (self->off < 0) {
+        PyErr_SetString(PyExc_ValueError, "a negative offset");
+        return -1;
+    }
     if (PyObject_GetBuffer(data, &self->view, PyBUF_SIMPLE) < 0)
         return -1;
     self->held = 1;

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ixpect import config
+from ixpect._frames import Block, Sieve
 from ixpect.collector import Collector
 from ixpect.engine import Engine
 from ixpect.events import TS_MAX, iso
@@ -40,6 +41,7 @@ from ixpect.relay import Receiver, encode
 
 from conftest import REPO, SHARED
 from test_hostile_input import pcapng
+from test_sieve import _ring
 
 EXAMPLES = int(os.environ.get("IXPECT_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -107,35 +109,74 @@ PCAPNG_SEEDS = [pcapng([(1761426000 * 10**6 + i, f) for i, f in enumerate(SEED_F
                   if p.stat().st_size < 4096)]
 
 
-def _read(path: str) -> tuple[list, str | None]:
+def _walk(chunked, sieve: Sieve | None = None) -> tuple[list, str | None]:
+    """The frames of the chunks (those the sieve lets through), and the error that ended them."""
     got, error = [], None
     try:
-        for chunk in chunks(path, 0.01):
-            got.extend(chunk)
-    except PcapError as exc:
-        error = str(exc)
+        for chunk in chunked:
+            got.extend(sieve.over(chunk) if sieve is not None else chunk)
+    except (PcapError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
     return got, error
+
+
+def _taught() -> Sieve:
+    """A sieve taught every seed frame by its first 20 bytes: it swallows most of them."""
+    sieve = Sieve({f[12] << 8 | f[13]: (20, ((0, 20),)) for f in SEED_FRAMES}, 1000)
+    for f in SEED_FRAMES:
+        sieve.teach(f)
+    return sieve
+
+
+def _sifted_alike(chunked, got: list, error: str | None) -> None:
+    """The sieve walking the same frames ends alike, and lets a part of them through,
+    in order, having counted the rest."""
+    sieve = _taught()
+    passed, sieved_error = _walk(chunked, sieve)
+    assert sieved_error == error
+    rest = iter(got)
+    assert all(item in rest for item in passed)
+    assert len(passed) + sum(n for n, _ in sieve.counts().values()) == len(got)
 
 
 @FUZZ
 @given(st.data())
 def test_fuzz_capture_files_and_pipes(tmp_path, data):
-    """Only PcapError; timestamps an event can carry; a pipe reads as the file does."""
+    """Only PcapError; timestamps an event can carry; a pipe reads as the file does;
+    the sieve walking the records in C ends alike and swallows only what it counts."""
     seed = data.draw(st.sampled_from([PCAP_SEED, *PCAPNG_SEEDS]))
     blob = data.draw(mutated(seed, 6))
     path = tmp_path / "x.cap"
     path.write_bytes(blob)
-    got, error = _read(str(path))
+    got, error = _walk(chunks(str(path), 0.01))
+    assert error is None or error.startswith("PcapError")
     assert all(isinstance(f, bytes) and 0 <= ts <= TS_MAX for ts, f in got)
+    _sifted_alike(chunks(str(path), 0.01), got, error)
     if len(blob) <= 65536:  # fits the pipe's buffer: written whole before it is read
         r, w = os.pipe()
         os.write(w, blob)
         os.close(w)
         try:
-            piped, piped_error = _read(f"/dev/fd/{r}")
+            piped, piped_error = _walk(chunks(f"/dev/fd/{r}", 0.01))
         finally:
             os.close(r)
         assert piped == got and (piped_error is None) == (error is None)
+
+
+RING_SEED = bytes(_ring([(1761426000.5 + i, f) for i, f in enumerate(SEED_FRAMES[:6])]))
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_ring_blocks(data):
+    """A damaged TPACKET_V3 block (or a wrong offset or count) is a ValueError after
+    the frames before it, whether Python or the sieve walks it."""
+    ring = bytearray(data.draw(mutated(RING_SEED, 6)))
+    offset = data.draw(st.sampled_from([8, 8, 0, -1, len(ring) - 8]))
+    count = data.draw(st.integers(0, 8))
+    got, error = _walk([Block(ring, offset, count)])
+    assert error is None or error.startswith("ValueError")
+    _sifted_alike([Block(ring, offset, count)], got, error)
 
 
 # -- configs ---------------------------------------------------------------------------

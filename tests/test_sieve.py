@@ -18,7 +18,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from conftest import CORPUS, Recorder
 from ixpect import engine as engine_module
 from ixpect import pcap
-from ixpect._frames import Block, Sieve
+from ixpect._frames import Block, Records, Sieve
 from ixpect.members import MemberTable
 from ixpect.pcap import frames
 
@@ -660,3 +660,8 @@ def test_sieved_records_pause_at_their_budget(tmp_path):
     records.budget = 3
     assert list(sieve.over(records)) == [] and records.done
     assert sieve.counts()[0x0806] == (5, 5 * len(frame))
+
+
+def test_records_refuse_a_negative_offset():
+    with pytest.raises(ValueError, match="negative"):
+        Records(bytes(64), -16, False, 1e-6, "x", ValueError, False, 0)
