@@ -40,8 +40,9 @@
  *     (ixpect.engine). over(frames) iterates the (timestamp, frame) pairs of
  *     `frames` but swallows each frame whose fingerprint it remembers, except at or
  *     after `deadline`, so that timers run. Over Records or a Block it decides on the
- *     bytes where the reader has them: a swallowed frame never becomes an object. Swallowed frames are counted per
- *     EtherType (counts()); `last` is the latest time of one. At most `limit`
+ *     bytes where the reader has them: a swallowed frame never becomes an object.
+ *     Swallowed frames are counted per EtherType (counts()); `last` is the latest
+ *     time of one. At most `limit`
  *     fingerprints are kept per rule: when they fill up the sieve starts over,
  *     unless they saved fewer frames than there are of them; then it gives the
  *     rule up (teach() returns False, given_up() lists it) and lets its frames

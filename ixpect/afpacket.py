@@ -1,10 +1,10 @@
 """Live frames from an interface: an AF_PACKET socket with a TPACKET_V3 receive ring.
 
 The kernel fills memory-mapped blocks of frames; a block is handed on as one chunk
-(ixpect._frames.Block, walked in C where the sieve drops frames before they become
-objects) and given back at the next read, once walked: no system call per frame. Kernel timestamps (tp_sec/tp_nsec) are the frames' time. A
-VLAN tag the NIC stripped is put back, so that the probes see the frame as it was on
-the wire. Frames the kernel had to drop because the ring was full are counted by
+(ixpect._frames.Block, walked in C, where the sieve drops frames before they become
+objects) and given back at the next read, once walked: no system call per frame.
+Kernel timestamps (tp_sec/tp_nsec) are the frames' time. A VLAN tag the NIC stripped
+is put back, so that the probes see the frame as it was on the wire. Frames the kernel had to drop because the ring was full are counted by
 PACKET_STATISTICS.
 
 The socket is only ever read: there is no TX ring and nothing here calls send().
