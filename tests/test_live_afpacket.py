@@ -75,3 +75,39 @@ def test_frames_arrive_as_sent_with_their_vlan_tags(veth_ns):
         source.close()
     assert [frame for _, frame in got] == sent
     assert all(before - 1 < ts < time.time() + 1 for ts, _ in got)
+
+
+@needs_root
+def test_a_chunk_is_the_rings_memory_until_the_next_read_or_close(veth_ns):
+    """A chunk walks the ring block in place: the next read gives the block back to the
+    kernel, and close() does too, even of a chunk walked only in part, after which the
+    chunk walks no further."""
+    from scapy.layers.l2 import ARP, Ether
+
+    from ixpect.netns import inside
+
+    ns, ifname, peer = veth_ns
+    source = AfPacketSource(ifname, ns, block_size=1 << 16, block_count=4, retire_ms=10)
+    sent = [bytes(Ether(src="02:00:00:00:00:0a", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=f"192.0.2.{i}"))
+            for i in range(40)]
+    with inside(ns):
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    got, chunk = [], None
+    try:
+        with tx:
+            tx.bind((peer, 0))
+            for i, frame in enumerate(sent):  # one a block, ten times round the ring: each block comes back
+                tx.send(frame)
+                deadline = time.monotonic() + 5
+                while len(got) <= i and time.monotonic() < deadline:
+                    got += source.read(0.2)
+            tx.send(sent[0])
+            tx.send(sent[1])
+            deadline = time.monotonic() + 5
+            while not chunk and time.monotonic() < deadline:
+                chunk = source.read(0.2)
+            assert next(chunk)[1] == sent[0]
+    finally:
+        source.close()
+    assert [f for _, f in got] == sent
+    assert len(chunk) == 0 and list(chunk) == []
