@@ -23,20 +23,20 @@ import json
 import os
 import platform
 import sys
+import traceback
 from pathlib import Path
-
-import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from gen import deployed_config, write  # noqa: E402
 from run import measure, report  # noqa: E402
 
 MEMBERS = 1000
 
 
-def grown(out: Path) -> Path:
+def grown(out: Path) -> None:
     """The deployed config and member table with entries for MEMBERS members."""
+    import yaml
+
     conf = out / "deployed.conf.yaml"
     cfg = yaml.safe_load(conf.read_text())
     table = json.loads((out / cfg["member_table"]).read_text())
@@ -65,7 +65,17 @@ def grown(out: Path) -> Path:
     (out / cfg["member_table"]).write_text(json.dumps(table, indent=1))
     path = out / f"{MEMBERS}.conf.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))  # as ixf render writes it
-    return path
+
+
+def prepare(out: Path) -> None:
+    """The configs to measure and the empty capture, written to `out`."""
+    from gen import deployed_config, write
+
+    if not (out / "deployed.conf.yaml").exists():
+        deployed_config(out)
+    if not (out / "empty.pcap").exists():
+        write(out / "empty.pcap", ())
+    grown(out)
 
 
 def main() -> None:
@@ -74,12 +84,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not (args.out / "deployed.conf.yaml").exists():
-        deployed_config(args.out)
-    if not (args.out / "empty.pcap").exists():
-        write(args.out / "empty.pcap", ())
+    # written by a child: a measured run inherits its parent's memory until it execs,
+    # and its peak RSS counts it, so this parent must not hold scapy or a parsed config
+    pid = os.fork()
+    if pid == 0:
+        try:
+            prepare(args.out)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        sys.exit("preparing the configs failed")
     compileall.compile_dir(HERE.parent / "ixpect", quiet=1)
-    configs = {"deployed": args.out / "deployed.conf.yaml", str(MEMBERS): grown(args.out)}
+    configs = {"deployed": args.out / "deployed.conf.yaml", str(MEMBERS): args.out / f"{MEMBERS}.conf.yaml"}
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}, median of {args.runs} runs")
     for name, conf in configs.items():
