@@ -497,6 +497,7 @@ typedef struct {
     PyObject *source;                    /* what over() iterates */
     Step step;                           /* its step if it is a reader, else NULL */
     PyObject *pending;                   /* with tally: (source, n) not yet handed out */
+    PyObject *first;                     /* with tally: counts a source's first frame, or NULL */
     Keys sources;                        /* with tally: class + source MAC taught since recount(),
                                             valued with the frames swallowed of each */
     double deadline, last;
@@ -561,14 +562,19 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
 
 static int sieve_init(Sieve *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *spec, *et, *value;
+    PyObject *spec, *et, *value, *first = Py_None;
     Py_ssize_t pos = 0;
-    if (!PyArg_ParseTuple(args, "O!n|p", &PyDict_Type, &spec, &self->limit, &self->tallying))
+    if (!PyArg_ParseTuple(args, "O!n|pO", &PyDict_Type, &spec, &self->limit, &self->tallying, &first))
         return -1;
     if (self->nrules) {
         PyErr_SetString(PyExc_ValueError, "a Sieve takes one spec");
         return -1;
     }
+    if (first != Py_None && (!self->tallying || !PyCallable_Check(first))) {
+        PyErr_SetString(PyExc_TypeError, "first is a callable, and only with tally");
+        return -1;
+    }
+    Py_XSETREF(self->first, first != Py_None ? Py_NewRef(first) : NULL);
     if (self->tallying && !(self->pending = PyList_New(0)))
         return -1;
     self->sources.len = 7;
@@ -659,8 +665,43 @@ static Py_ssize_t frame_source(Sieve *self, Rule *rule, Py_ssize_t fp, const uns
     return source;
 }
 
-/* Whether the frame is one to swallow; if so it is counted. */
-static int sieve_quiet(Sieve *self, const unsigned char *p, Py_ssize_t len)
+static int sieve_new_sources(Sieve *self);
+
+/* With tally: the index of the frame's source in `sources`, added if new; -1 with
+ * an exception. Beyond the limit the sources start over (their counts handed out). */
+static Py_ssize_t sieve_source(Sieve *self, const unsigned char *p)
+{
+    unsigned char key[7];
+    source_key(p, key);
+    Py_hash_t h = _Py_HashBytes(key, 7);
+    Py_ssize_t source = keys_find(&self->sources, key, h);
+    if (source >= 0)
+        return source;
+    if (self->sources.size >= self->limit && sieve_new_sources(self) < 0)
+        return -1;
+    return keys_add(&self->sources, key, h);
+}
+
+/* A quiet frame whose source was not taught since recount(): `first(t, frame)`
+ * counts it as the counting probes count a frame, so that they place its source in
+ * their tables in frame order, and returns whether they stayed quiet; if so the
+ * source's later frames are tallied. The other probes found its fingerprint quiet
+ * already: it runs no other Python. 1 swallowed, -1 with an exception. */
+static int sieve_first(Sieve *self, Rule *rule, double t, const unsigned char *p, Py_ssize_t len)
+{
+    PyObject *quiet = PyObject_CallFunction(self->first, "dy#", t, (const char *)p, len);
+    int taught = quiet ? PyObject_IsTrue(quiet) : -1;
+    Py_XDECREF(quiet);
+    if (taught < 0 || (taught && sieve_source(self, p) < 0))  /* the fingerprint learns it at its next frame */
+        return -1;
+    rule->frames++;
+    rule->bytes += len;
+    return 1;
+}
+
+/* Whether the frame at time t is one to swallow (1; it is counted), or not (0); -1
+ * with an exception. */
+static int sieve_quiet(Sieve *self, double t, const unsigned char *p, Py_ssize_t len)
 {
     Rule *rule = sieve_rule_for(self, p, len);
     if (!rule || !rule->quiet.size)
@@ -672,7 +713,7 @@ static int sieve_quiet(Sieve *self, const unsigned char *p, Py_ssize_t len)
     if (self->tallying) {
         Py_ssize_t source = frame_source(self, rule, fp, p);
         if (source < 0)
-            return 0;
+            return self->first ? sieve_first(self, rule, t, p, len) : 0;
         self->sources.values[source]++;
     }
     rule->frames++;
@@ -680,14 +721,14 @@ static int sieve_quiet(Sieve *self, const unsigned char *p, Py_ssize_t len)
     return 1;
 }
 
-/* The sieve's decision on a frame at time t: 1 swallowed (counted), 0 let through. */
+/* The sieve's decision on a frame at time t: 1 swallowed (counted), 0 let through,
+ * -1 with an exception. */
 static int sieve_swallows(Sieve *self, double t, const unsigned char *p, Py_ssize_t len)
 {
-    if (t >= self->deadline || !sieve_quiet(self, p, len))
-        return 0;
-    if (t > self->last)
+    int quiet = t < self->deadline ? sieve_quiet(self, t, p, len) : 0;
+    if (quiet > 0 && t > self->last)
         self->last = t;
-    return 1;
+    return quiet;
 }
 
 /* The decision on an item from an iterator: only a (float, bytes) pair may be swallowed. */
@@ -696,8 +737,9 @@ static int sieve_swallows_item(Sieve *self, PyObject *item)
     if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
         return 0;
     PyObject *ts = PyTuple_GET_ITEM(item, 0), *frame = PyTuple_GET_ITEM(item, 1);
-    return PyFloat_CheckExact(ts) && PyBytes_CheckExact(frame) &&
-           sieve_swallows(self, PyFloat_AS_DOUBLE(ts), (const unsigned char *)PyBytes_AS_STRING(frame),
+    if (!PyFloat_CheckExact(ts) || !PyBytes_CheckExact(frame))
+        return 0;
+    return sieve_swallows(self, PyFloat_AS_DOUBLE(ts), (const unsigned char *)PyBytes_AS_STRING(frame),
                           PyBytes_GET_SIZE(frame));
 }
 
@@ -741,9 +783,10 @@ static PyObject *sieve_next(Sieve *self)
             Raw f;
             int found = self->step(self->source, &f);
             if (found > 0 && !f.tagged) {
-                if (sieve_swallows(self, f.ts, f.p, f.len))
+                int swallowed = sieve_swallows(self, f.ts, f.p, f.len);
+                if (swallowed > 0)
                     continue;
-                return raw_pair(&f);
+                return swallowed < 0 ? NULL : raw_pair(&f);
             }
             item = found > 0 ? raw_pair(&f) : NULL;  /* a tag put back: judged as on the wire */
         } else {
@@ -751,8 +794,12 @@ static PyObject *sieve_next(Sieve *self)
         }
         if (!item)
             break;
-        if (!sieve_swallows_item(self, item))
+        int swallowed = sieve_swallows_item(self, item);
+        if (swallowed <= 0) {
+            if (swallowed < 0)
+                Py_CLEAR(item);
             return item;
+        }
         Py_DECREF(item);
     }
     Py_CLEAR(self->source);
@@ -788,17 +835,9 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
             Py_RETURN_FALSE;
         }
     }
-    Py_ssize_t source = -1;
-    if (self->tallying) {
-        unsigned char key[7];
-        source_key(p, key);
-        Py_hash_t h = _Py_HashBytes(key, 7);
-        /* too many: their frames run the probes again */
-        if (self->sources.size >= self->limit && sieve_new_sources(self) < 0)
-            return NULL;
-        if ((source = keys_find(&self->sources, key, h)) < 0 && (source = keys_add(&self->sources, key, h)) < 0)
-            return NULL;
-    }
+    Py_ssize_t source = self->tallying ? sieve_source(self, p) : -1;
+    if (self->tallying && source < 0)
+        return NULL;
     unsigned char key[MAX_KEY];
     Py_hash_t h = fingerprint(rule, p, key);
     /* known already: taught again, a frame past the deadline */
@@ -881,6 +920,7 @@ static PyObject *sieve_given_up(Sieve *self, PyObject *unused)
 static int sieve_traverse(Sieve *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->source);
+    Py_VISIT(self->first);
     return 0;
 }
 
@@ -890,6 +930,7 @@ static int sieve_clear(Sieve *self)
         keys_free(&self->rules[i].quiet);
     self->nrules = 0;
     Py_CLEAR(self->source);
+    Py_CLEAR(self->first);
     Py_CLEAR(self->pending);
     keys_free(&self->sources);
     return 0;

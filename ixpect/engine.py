@@ -11,7 +11,8 @@ over. Where every probe a frame reaches declares which bytes decide its verdict
 later frames alike in them are counted and dropped in C before any Python runs
 (ixpect._frames.Sieve): the steady state of an ARP-only monitor costs a hash
 lookup per frame. Probes that count frames (Probe.sifted) get the sieve's tallies
-of what it dropped before their timers run.
+of what it dropped before their timers run, and count each source's first frame of a
+window themselves, without the other probes.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Engine:
         self._other_traffic = [0, 0]
         self._sieve: Sieve | None = None
         self._sifted_to: tuple = ()  # the sifted() of the counting probes
+        self._counting: tuple = ()  # their frame()
         self.unsieved: set[int] = set()  # EtherTypes the sieve gave up until the next configure
         self.forgets = 0  # times a probe made the sieve forget all it was taught (recheck)
         self._spoke = False  # an event was raised since the last frame the sieve could learn
@@ -121,6 +123,7 @@ class Engine:
                    for kind in HANDLERS}
         self._every = by_kind["frame"]
         self._sifted_to = tuple(p.sifted for p in self.probes.values() if hasattr(p, "sifted"))
+        self._counting = tuple(p.frame for p in self.probes.values() if hasattr(p, "sifted"))
         self._arp_probes = by_kind["arp"]
         self._nd_probes = by_kind["nd"]
         self._ip4_probes = by_kind["ipv4"]
@@ -163,7 +166,8 @@ class Engine:
                 self._sieve_rules[et] = tuple(what for what, _ in rules)
                 spec[et] = [r for _, r in rules]
                 table[et] = handlers + (self._teach,)
-        self._sieve = Sieve(spec, SIEVE_LIMIT, bool(self._sifted_to)) if spec else None
+        tally = bool(self._sifted_to)
+        self._sieve = Sieve(spec, SIEVE_LIMIT, tally, self._first_of_source if tally else None) if spec else None
 
     def _sieve_rule(self, et: int, rule: _Rule, allowed: frozenset | None) -> tuple | None:
         """The Sieve's rule for these packets, if every probe they reach declares its
@@ -211,6 +215,22 @@ class Engine:
             log.warning("EtherType 0x%04x varies too much to sieve (made-up addresses?): its %s run the probes "
                         "until the next reload (ixpect_sieve_given_up)", et,
                         " and ".join(self._sieve_rules[et][i] for i in given_up))
+
+    def _first_of_source(self, ts: float, buf: bytes) -> bool:
+        """A frame the sieve found quiet, the first of its source since the counting
+        probes' window began: they count it themselves, as they would have (their
+        tables fill in frame order), and no other probe runs. True if they stayed
+        quiet: the sieve then tallies the source's later frames."""
+        spoke, self._spoke = self._spoke, False
+        try:
+            for h in self._counting:
+                h(ts, buf)
+        except Exception:  # as in feed(): a probe bug must not take the monitor down
+            log.exception("error counting a sieved frame; frame skipped")
+            self.bad_packet(ts, buf, "internal error while processing the frame")
+        quiet = not self._spoke
+        self._spoke = spoke
+        return quiet
 
     def _recheck(self) -> None:
         """A probe's verdicts are not final for now (Probe.recheck): the sieve forgets

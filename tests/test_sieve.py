@@ -119,6 +119,26 @@ def test_sieved_frames_still_count():
     assert [(e.type, e.data["count"]) for e in r.events] == [("BUM_RATE_BROADCAST_EXCEEDED", 100)] * 2
 
 
+def test_a_sources_first_frame_in_a_window_runs_only_the_counting_probes(monkeypatch):
+    """When a window starts, each source's first frame of a quiet fingerprint is counted
+    by bum_rate alone (which places the source in its table, in frame order); the other
+    probes found that fingerprint quiet already and do not run again."""
+    from ixpect.probes.neighbor import ArpNeighbor
+
+    judged = []
+    real = ArpNeighbor.arp
+    monkeypatch.setattr(ArpNeighbor, "arp", lambda self, ts, buf, *a: judged.append(ts) or real(self, ts, buf, *a))
+    static = {**STATIC, "static_resolutions": [*STATIC["static_resolutions"], {"ip": "192.0.2.11", "mac": B}]}
+    r = Recorder({"arp_neighbor": static, "bum_rate": {"enable": True, "window": 10.0,
+                                                       "thresholds": {"broadcast": 3}}})
+    r.feed(*[arp(), arp(B, "192.0.2.11")] * 100, step=0.1)  # two windows, 50 frames of each source in each
+    r.engine.flush()
+    # the first frame of each source, and the one at the second window's start (which
+    # runs the timers); not the other source's first frame in that window
+    assert judged == [1000.0, 1000.1, 1010.0]
+    assert sorted((e.data["mac_addr_source"], e.data["count"]) for e in r.events) == [(A, 50), (A, 50), (B, 50), (B, 50)]
+
+
 def test_sieve_tallies_per_source_across_forgetting():
     """Counted per destination class and source MAC, whatever the fingerprint, and
     neither forget() nor recount() loses a count."""

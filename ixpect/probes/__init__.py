@@ -18,6 +18,8 @@ A probe whose `frame` handler counts frames per destination class and source MAC
 also implements sifted(source, n): n more frames of `source` (the class, 0 broadcast,
 1 multicast, 2 unicast, then the source MAC: 7 bytes) went by, dropped by the sieve
 (ixpect.engine); the engine calls it before any timer runs and at the end of input.
+Its `frame` handler alone then sees a source's first frame of a window whose bytes
+the other probes found quiet already.
 Probes report with `emit(type, ts, data, frame)`; `members` is the engine's member
 table (ixpect.members), current at each (re)configuration. Time-driven probes set
 `deadline` (frame time); the engine calls tick(now) once it has passed, and flush(now)
@@ -92,10 +94,10 @@ class Probe:
         does not sieve it. Set by the engine."""
 
     def recount(self) -> None:
-        """Call when a counting window starts: the engine shows the probe the first frame
-        of each source MAC and destination class again before it sieves their frames,
-        so that the window's table of sources fills in the order frames came. Set by
-        the engine."""
+        """Call when a counting window starts: the engine shows the probe's `frame` the
+        first frame of each source MAC and destination class again before it sieves
+        their frames, so that the window's table of sources fills in the order frames
+        came. Set by the engine."""
 
     def table_full(self, ts: float, table: str, limit: int) -> None:
         """A learning table reached its configured cap, so that an attacker inventing
