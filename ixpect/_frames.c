@@ -485,6 +485,9 @@ typedef struct {
     unsigned char guard[MAX_GUARDS][32];        /* a bit per accepted byte value */
     Keys quiet;                          /* fingerprints; with tally and by_source, the index + 1 of
                                             each one's source in `sources` once known (0: not yet) */
+    int napart;                          /* ranges whose bytes decide verdicts of their own: */
+    Py_ssize_t apart_ranges[MAX_RANGES][2];
+    Keys apart;                          /* their fingerprints, learned from quiet frames too */
     unsigned long long frames, bytes;    /* swallowed */
     unsigned long long frames_at_fill;   /* `frames` when `quiet` last filled up */
 } Rule;
@@ -503,15 +506,39 @@ typedef struct {
     double deadline, last;
 } Sieve;
 
+/* `ranges`, a tuple of (start, end) within the first `min_len` bytes, into `out`;
+ * their number, or -1 with an exception. `key_len` gets the bytes they cover. */
+static int sieve_ranges(PyObject *ranges, Py_ssize_t min_len, Py_ssize_t out[MAX_RANGES][2], Py_ssize_t *key_len)
+{
+    Py_ssize_t nr = PyTuple_GET_SIZE(ranges);
+    if (nr > MAX_RANGES) {
+        PyErr_SetString(PyExc_ValueError, "too many ranges");
+        return -1;
+    }
+    *key_len = 0;
+    for (Py_ssize_t i = 0; i < nr; i++) {
+        Py_ssize_t a, b;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn", &a, &b))
+            return -1;
+        if (a < 0 || b < a || b > min_len || (*key_len += b - a) > MAX_KEY) {
+            PyErr_Format(PyExc_ValueError, "range (%zd, %zd) outside the key or the minimum length", a, b);
+            return -1;
+        }
+        out[i][0] = a;
+        out[i][1] = b;
+    }
+    return (int)nr;
+}
+
 static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
 {
-    PyObject *ranges, *guards = NULL;
+    PyObject *ranges, *guards = NULL, *apart = NULL;
     rule->ether_type = (int)PyLong_AsLong(et);
     if (rule->ether_type == -1 && PyErr_Occurred())
         return -1;
     rule->length_at = -1;
-    if (!PyArg_ParseTuple(value, "nO!|nnpO!", &rule->min_len, &PyTuple_Type, &ranges, &rule->length_at,
-                          &rule->length_base, &rule->open_end, &PyTuple_Type, &guards))
+    if (!PyArg_ParseTuple(value, "nO!|nnpO!O!", &rule->min_len, &PyTuple_Type, &ranges, &rule->length_at,
+                          &rule->length_base, &rule->open_end, &PyTuple_Type, &guards, &PyTuple_Type, &apart))
         return -1;
     if (rule->length_at + 2 > rule->min_len) {
         PyErr_SetString(PyExc_ValueError, "length field beyond the minimum length");
@@ -538,25 +565,11 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
         memcpy(rule->guard[i], accepted, 32);
     }
     rule->nguards = (int)ng;
-    Py_ssize_t nr = PyTuple_GET_SIZE(ranges);
-    if (nr > MAX_RANGES) {
-        PyErr_SetString(PyExc_ValueError, "too many ranges");
+    if ((rule->nranges = sieve_ranges(ranges, rule->min_len, rule->ranges, &rule->quiet.len)) < 0 ||
+        (apart && (rule->napart = sieve_ranges(apart, rule->min_len, rule->apart_ranges, &rule->apart.len)) < 0))
         return -1;
-    }
-    rule->quiet.len = 0;
-    for (Py_ssize_t i = 0; i < nr; i++) {
-        Py_ssize_t a, b;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn", &a, &b))
-            return -1;
-        if (a < 0 || b < a || b > rule->min_len || (rule->quiet.len += b - a) > MAX_KEY) {
-            PyErr_Format(PyExc_ValueError, "range (%zd, %zd) outside the key or the minimum length", a, b);
-            return -1;
-        }
-        rule->ranges[i][0] = a;
-        rule->ranges[i][1] = b;
-        rule->by_source |= a == 0 && b >= 12;
-    }
-    rule->nranges = (int)nr;
+    for (int i = 0; i < rule->nranges; i++)
+        rule->by_source |= rule->ranges[i][0] == 0 && rule->ranges[i][1] >= 12;
     return 0;
 }
 
@@ -637,16 +650,17 @@ static void source_key(const unsigned char *p, unsigned char key[7])
     memcpy(key + 1, p + 6, 6);
 }
 
-/* The frame's bytes in the rule's ranges, concatenated into `key`; their hash. */
-static Py_hash_t fingerprint(const Rule *rule, const unsigned char *p, unsigned char *key)
+/* The frame's bytes in `n` ranges, concatenated into `key` (of `len` bytes); their hash. */
+static Py_hash_t fingerprint(const Py_ssize_t ranges[][2], int n, Py_ssize_t len, const unsigned char *p,
+                             unsigned char *key)
 {
     unsigned char *out = key;
-    for (int i = 0; i < rule->nranges; i++) {
-        Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
+    for (int i = 0; i < n; i++) {
+        Py_ssize_t a = ranges[i][0], b = ranges[i][1];
         memcpy(out, p + a, b - a);
         out += b - a;
     }
-    return _Py_HashBytes(key, rule->quiet.len);
+    return _Py_HashBytes(key, len);
 }
 
 /* With tally: the index of the frame's source in `sources`, or -1 if not taught
@@ -707,9 +721,15 @@ static int sieve_quiet(Sieve *self, double t, const unsigned char *p, Py_ssize_t
     if (!rule || !rule->quiet.size)
         return 0;
     unsigned char key[MAX_KEY];
-    Py_ssize_t fp = keys_find(&rule->quiet, key, fingerprint(rule, p, key));
+    Py_ssize_t fp = keys_find(&rule->quiet, key, fingerprint(rule->ranges, rule->nranges, rule->quiet.len, p, key));
     if (fp < 0)
         return 0;
+    if (rule->napart) {
+        unsigned char other[MAX_KEY];
+        Py_hash_t h = fingerprint(rule->apart_ranges, rule->napart, rule->apart.len, p, other);
+        if (keys_find(&rule->apart, other, h) < 0)
+            return 0;
+    }
     if (self->tallying) {
         Py_ssize_t source = frame_source(self, rule, fp, p);
         if (source < 0)
@@ -826,10 +846,11 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
     Rule *rule = sieve_rule_for(self, p, PyBytes_GET_SIZE(frame));
     if (!rule)
         Py_RETURN_TRUE;
-    if (rule->quiet.size >= self->limit) {
+    if (rule->quiet.size >= self->limit || rule->apart.size >= self->limit) {
         int give_up = rule->frames - rule->frames_at_fill < (unsigned long long)self->limit;
         rule->frames_at_fill = rule->frames;
         keys_free(&rule->quiet);
+        keys_free(&rule->apart);
         if (give_up) {
             rule->forgotten = 1;  /* fewer frames saved than fingerprints kept */
             Py_RETURN_FALSE;
@@ -839,7 +860,13 @@ static PyObject *sieve_teach(Sieve *self, PyObject *frame)
     if (self->tallying && source < 0)
         return NULL;
     unsigned char key[MAX_KEY];
-    Py_hash_t h = fingerprint(rule, p, key);
+    Py_hash_t h;
+    if (rule->napart) {
+        h = fingerprint(rule->apart_ranges, rule->napart, rule->apart.len, p, key);
+        if (keys_find(&rule->apart, key, h) < 0 && keys_add(&rule->apart, key, h) < 0)
+            return NULL;
+    }
+    h = fingerprint(rule->ranges, rule->nranges, rule->quiet.len, p, key);
     /* known already: taught again, a frame past the deadline */
     Py_ssize_t fp = keys_find(&rule->quiet, key, h);
     if (fp < 0 && (fp = keys_add(&rule->quiet, key, h)) < 0)
@@ -854,6 +881,7 @@ static PyObject *sieve_forget(Sieve *self, PyObject *unused)
     for (int i = 0; i < self->nrules; i++) {
         Rule *r = &self->rules[i];
         keys_free(&r->quiet);  /* its memory too: a sieve forgotten often stays small */
+        keys_free(&r->apart);
         r->frames_at_fill = r->frames;  /* the fill policy counts from here */
     }
     Py_RETURN_NONE;
@@ -926,8 +954,10 @@ static int sieve_traverse(Sieve *self, visitproc visit, void *arg)
 
 static int sieve_clear(Sieve *self)
 {
-    for (int i = 0; i < self->nrules; i++)
+    for (int i = 0; i < self->nrules; i++) {
         keys_free(&self->rules[i].quiet);
+        keys_free(&self->rules[i].apart);
+    }
     self->nrules = 0;
     Py_CLEAR(self->source);
     Py_CLEAR(self->first);

@@ -66,12 +66,12 @@ _SIEVED_DECODERS = {
 }
 #: an EtherType no decoder reads: the probes' bytes decide
 _PLAIN = (_Rule("frames", (), 14, ()),)
-#: fingerprints the sieve keeps per rule: room for the ARP and ND of a large LAN
-#: (1,000 routers with 100 sessions each ask for 100,000 pairs). When they fill up it
-#: starts over, unless they saved fewer frames than there are of them: then the
-#: packets are too varied (made-up addresses, or ARP between every pair of a very
-#: large LAN's routers with arp_bogon on), teaching would cost more than it saves, and
-#: they all run the probes until the next reconfiguration.
+#: fingerprints the sieve keeps per rule: room for the ND of a large LAN (1,000
+#: routers with 100 sessions each solicit 100,000 pairs; ARP requests need one per
+#: sender and one per target). When they fill up it starts over, unless they saved
+#: fewer frames than there are of them: then the packets are too varied (made-up
+#: addresses, or ND between every pair of a very large LAN's routers), teaching would
+#: cost more than it saves, and they all run the probes until the next reconfiguration.
 SIEVE_LIMIT = 1 << 18
 #: the snaplen of a source that never cuts frames short
 _UNCUT = float("inf")
@@ -172,7 +172,7 @@ class Engine:
     def _sieve_rule(self, et: int, rule: _Rule, allowed: frozenset | None) -> tuple | None:
         """The Sieve's rule for these packets, if every probe they reach declares its
         bytes (and, for transit, the protocols whose payload it reads)."""
-        ranges, carried = list(rule.reads), set(rule.never)
+        ranges, apart, carried = list(rule.reads), [], set(rule.never)
         payload_at, protocol = rule.ip[3:] if rule.ip else (0, None)
         for p in self.probes.values():
             kinds = [k for k in ("frame", *rule.kinds) if hasattr(p, k)]
@@ -186,6 +186,7 @@ class Engine:
                 return None
             by_kind = p.decided_by if isinstance(p.decided_by, dict) else dict.fromkeys(kinds, p.decided_by)
             ranges += (r for k in kinds for r in by_kind[k])
+            apart += p.decided_apart
             for k in set(kinds) & set(rule.ip and rule.kinds):
                 read = p.payload_of[k] if p.payload_of is not None else None
                 decide = read.get(protocol, ()) if read is not None else None  # () for a payload not read
@@ -193,13 +194,14 @@ class Engine:
                     return None
                 carried |= read.keys()
                 ranges += ((payload_at + a, payload_at + b) for a, b in decide)
-        ranges = _merged(ranges)
-        spec = (max((rule.min_len, *(b for _, b in ranges))), ranges, *rule.length)
+        ranges, apart = _merged(ranges), _merged(apart)
+        min_len = max((rule.min_len, *(b for _, b in ranges + apart)))
         if not rule.ip:
-            return spec
+            return (min_len, ranges, *(rule.length or (-1, 0)), False, (), apart)
         version_at, versions, proto_at = rule.ip[:3]
         protocols = set(range(256)) - carried if protocol is None else {protocol}
-        return (*spec, True, ((version_at, _bitmap(versions)), (proto_at, _bitmap(protocols))))
+        guards = ((version_at, _bitmap(versions)), (proto_at, _bitmap(protocols)))
+        return (min_len, ranges, *rule.length, True, guards, apart)
 
     def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:
         """The last handler of a sieved EtherType: a frame no probe spoke up about

@@ -65,6 +65,43 @@ def test_sieve_swallows_exactly_what_it_was_taught():
     assert sieve.last == 6.0
 
 
+def test_bytes_apart_are_learned_apart():
+    """A rule with ranges apart swallows a frame once its bytes in the ranges and in
+    the ranges apart were each taught, by one frame or by two; forget() drops both."""
+    sieve = Sieve({0x0806: (18, ((14, 16),), -1, 0, False, (), ((16, 18),))}, 100)
+
+    def frame(a: int, b: int) -> bytes:
+        return bytes(12) + b"\x08\x06" + bytes([0, a, 0, b])
+    sieve.teach(frame(1, 1))
+    sieve.teach(frame(2, 2))
+    alike = [frame(1, 2), frame(2, 1), frame(1, 1)]
+    assert [f for _, f in sieve.over((1.0, f) for f in [*alike, frame(1, 3), frame(3, 1)])] == [frame(1, 3), frame(3, 1)]
+    sieve.forget()
+    assert [f for _, f in sieve.over((2.0, f) for f in alike)] == alike
+    with pytest.raises(ValueError):
+        Sieve({0x0806: (18, ((14, 16),), -1, 0, False, (), ((16, 19),))}, 100)
+
+
+def test_arp_runs_the_probes_once_per_sender_and_once_per_target(monkeypatch):
+    """arp_bogon judges the sender and the target address apart: a router asking for
+    peers another router asked for runs no probe, a bogon target every time."""
+    from ixpect.probes.bogon import ArpBogon
+
+    judged = []
+    real = ArpBogon.arp
+    monkeypatch.setattr(ArpBogon, "arp", lambda self, ts, buf, op, sha, spa, tha, tpa:
+                        judged.append((sha, tpa)) or real(self, ts, buf, op, sha, spa, tha, tpa))
+    static = {**STATIC, "static_resolutions": [*STATIC["static_resolutions"], {"ip": "192.0.2.11", "mac": B}]}
+    r = Recorder({"arp_neighbor": static, "arp_bogon": {"enable": True, "prefixes": ["192.0.2.0/24"]}})
+    peers = ("192.0.2.20", "192.0.2.21", "192.0.2.22")
+    events = r.feed(*(arp(pdst=p) for p in peers), *(arp(B, "192.0.2.11", pdst=p) for p in peers),
+                    arp(pdst="8.8.4.4"), arp(B, "192.0.2.11", pdst="8.8.4.4"))
+    a, b = (bytes.fromhex(m.replace(":", "")) for m in (A, B))
+    assert [(m, ".".join(map(str, t))) for m, t in judged] == [
+        (a, "192.0.2.20"), (a, "192.0.2.21"), (a, "192.0.2.22"), (b, "192.0.2.20"), (a, "8.8.4.4"), (b, "8.8.4.4")]
+    assert [(e.type, e.data["mac_addr_source"]) for e in events] == [("ARP_BOGON_TARGET", A), ("ARP_BOGON_TARGET", B)]
+
+
 def test_sieve_lets_frames_at_the_deadline_through():
     frame = bytes(12) + b"\x08\x06"
     sieve = Sieve({0x0806: (14, ())}, 10)

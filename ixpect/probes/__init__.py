@@ -64,6 +64,11 @@ class Probe:
     #: the default: every frame matters.
     #: A mapping from handler kind to ranges declares them per kind the probe has.
     decided_by: tuple[tuple[int, int], ...] | dict[str, tuple[tuple[int, int], ...]] | None = None
+    #: Byte ranges that decide verdicts of their own, apart from those `decided_by`
+    #: decides: the probe passes a frame silently once it passed one alike in
+    #: `decided_by` and one, maybe another, alike in these. So the sieve need not see
+    #: every combination of the two (every router asking for every peer).
+    decided_apart: tuple[tuple[int, int], ...] = ()
     #: For the `ipv4` and `ip6` handlers: {kind: {IP protocol: the byte ranges of its
     #: payload (from the end of the IP header and its extensions) that decide, with the
     #: rest of the packet's headers, or None: more than that}} for each protocol whose

@@ -18,7 +18,8 @@ _REQUEST, _REPLY = 1, 2
 class ArpBogon(Probe):
     """Judges ARP requests, as DD-IX's IXpect does; replies too with `replies`."""
 
-    decided_by = ((20, 22), (28, 32), (38, 42))  # opcode, sender and target address
+    decided_by = ((20, 22), (28, 32))  # opcode and sender address: the source's verdict
+    decided_apart = ((20, 22), (38, 42))  # opcode and target address: the target's
 
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
