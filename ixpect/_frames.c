@@ -520,7 +520,9 @@ static int sieve_ranges(PyObject *ranges, Py_ssize_t min_len, Py_ssize_t out[MAX
         Py_ssize_t a, b;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn", &a, &b))
             return -1;
-        if (a < 0 || b < a || b > min_len || (*key_len += b - a) > MAX_KEY) {
+        if (a == -1 && b == 0) {  /* the destination's class: one byte */
+            *key_len += 1;
+        } else if (a < 0 || b < a || b > min_len || (*key_len += b - a) > MAX_KEY) {
             PyErr_Format(PyExc_ValueError, "range (%zd, %zd) outside the key or the minimum length", a, b);
             return -1;
         }
@@ -568,8 +570,13 @@ static int sieve_rule(Rule *rule, PyObject *et, PyObject *value)
     if ((rule->nranges = sieve_ranges(ranges, rule->min_len, rule->ranges, &rule->quiet.len)) < 0 ||
         (apart && (rule->napart = sieve_ranges(apart, rule->min_len, rule->apart_ranges, &rule->apart.len)) < 0))
         return -1;
-    for (int i = 0; i < rule->nranges; i++)
-        rule->by_source |= rule->ranges[i][0] == 0 && rule->ranges[i][1] >= 12;
+    int destination = 0, source = 0;  /* the fingerprint tells the source's class and MAC */
+    for (int i = 0; i < rule->nranges; i++) {
+        Py_ssize_t a = rule->ranges[i][0], b = rule->ranges[i][1];
+        destination |= a < 0 || (a == 0 && b >= 6);
+        source |= a <= 6 && b >= 12;
+    }
+    rule->by_source = destination && source;
     return 0;
 }
 
@@ -642,11 +649,17 @@ static Rule *sieve_rule_for(Sieve *self, const unsigned char *p, Py_ssize_t len)
     return NULL;
 }
 
-/* The frame's destination class (0 broadcast, 1 multicast, 2 unicast) and source MAC. */
-static void source_key(const unsigned char *p, unsigned char key[7])
+/* The frame's destination class: 0 broadcast, 1 another group address, 2 unicast. */
+static inline unsigned char destination_class(const unsigned char *p)
 {
     static const unsigned char broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    key[0] = !memcmp(p, broadcast, 6) ? 0 : p[0] & 1 ? 1 : 2;
+    return !memcmp(p, broadcast, 6) ? 0 : p[0] & 1 ? 1 : 2;
+}
+
+/* The frame's destination class and source MAC. */
+static void source_key(const unsigned char *p, unsigned char key[7])
+{
+    key[0] = destination_class(p);
     memcpy(key + 1, p + 6, 6);
 }
 
@@ -657,6 +670,10 @@ static Py_hash_t fingerprint(const Py_ssize_t ranges[][2], int n, Py_ssize_t len
     unsigned char *out = key;
     for (int i = 0; i < n; i++) {
         Py_ssize_t a = ranges[i][0], b = ranges[i][1];
+        if (a < 0) {
+            *out++ = destination_class(p);
+            continue;
+        }
         memcpy(out, p + a, b - a);
         out += b - a;
     }

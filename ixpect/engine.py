@@ -26,7 +26,7 @@ from ixpect._frames import MAX_RULES, Sieve
 from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, IPV6_EXTENSIONS, LLC, UDP, VLAN_TPIDS, Malformed
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
-from ixpect.probes import HANDLERS, Probe, probe_class
+from ixpect.probes import DESTINATION_CLASS, HANDLERS, Probe, probe_class
 
 log = logging.getLogger(__name__)
 
@@ -399,11 +399,16 @@ def _bitmap(values) -> bytes:
 
 
 def _merged(ranges) -> tuple[tuple[int, int], ...]:
-    """Byte ranges sorted, overlapping and adjacent ones joined."""
+    """Byte ranges sorted, overlapping and adjacent ones joined; DESTINATION_CLASS
+    first, unless the destination MAC is among them in full."""
     out: list[list[int]] = []
-    for a, b in sorted(ranges):
+    ranges = set(ranges)
+    by_class = DESTINATION_CLASS in ranges
+    for a, b in sorted(ranges - {DESTINATION_CLASS}):
         if out and a <= out[-1][1]:
             out[-1][1] = max(out[-1][1], b)
         else:
             out.append([a, b])
+    if by_class and not (out and out[0][0] == 0 and out[0][1] >= 6):
+        out.insert(0, list(DESTINATION_CLASS))
     return tuple((a, b) for a, b in out)

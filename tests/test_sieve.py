@@ -82,6 +82,36 @@ def test_bytes_apart_are_learned_apart():
         Sieve({0x0806: (18, ((14, 16),), -1, 0, False, (), ((16, 19),))}, 100)
 
 
+def test_the_destination_class_stands_for_the_destination():
+    """A range (-1, 0) is the destination MAC's class: broadcast, another group
+    address, or unicast, whichever unicast address it is."""
+    sieve = Sieve({0x0806: (14, ((-1, 0),))}, 100)
+    broadcast, group, unicast = (bytes.fromhex(d) + bytes(6) + b"\x08\x06" for d in ("ff" * 6, "01" * 6, "02" * 6))
+    other_group, other_unicast = (bytes.fromhex(d) + bytes(6) + b"\x08\x06" for d in ("03" * 6, "0a" * 6))
+    sieve.teach(broadcast)
+    sieve.teach(unicast)
+    frames = [broadcast, group, unicast, other_unicast, other_group]
+    assert [f for _, f in sieve.over((1.0, f) for f in frames)] == [group, other_group]
+
+
+def test_unicast_arp_replies_to_different_routers_are_alike(monkeypatch):
+    """bum_rate and ip_control read the destination's class alone: a router's reply to
+    one peer teaches the sieve its replies to every other peer."""
+    from ixpect.probes.neighbor import ArpNeighbor
+
+    judged = []
+    real = ArpNeighbor.arp
+    monkeypatch.setattr(ArpNeighbor, "arp", lambda self, ts, buf, *a: judged.append(buf[:6]) or real(self, ts, buf, *a))
+    r = Recorder({"arp_neighbor": STATIC, "bum_rate": {"enable": True, "window": 60.0},
+                  "ip_control": {"enable": True, "prefixes": ["192.0.2.0/24"]}})
+    replies = [bytes(Ether(src=A, dst=peer) / ARP(op=2, hwsrc=A, psrc="192.0.2.10", hwdst=peer, pdst="192.0.2.20"))
+               for peer in (B, C, "02:00:00:00:00:0d")]
+    assert r.feed(*replies, arp(), *replies) == []
+    assert judged == [replies[0][:6], bytes.fromhex("ffffffffffff")]
+    r.engine.flush()
+    assert r.engine.traffic()["arp"][0] == 7
+
+
 def test_arp_runs_the_probes_once_per_sender_and_once_per_target(monkeypatch):
     """arp_bogon judges the sender and the target address apart: a router asking for
     peers another router asked for runs no probe, a bogon target every time."""

@@ -51,6 +51,10 @@ KINDS = {
 }
 
 HANDLERS = ("frame", "ether", "arp", "ipv4", "ip6", "nd", "llc", "other")
+#: In `decided_by`: whether the destination MAC is the broadcast address, another group
+#: address or a unicast one, for a probe that reads no more of it; unicast frames to
+#: different routers are then alike.
+DESTINATION_CLASS = (-1, 0)
 
 
 class Probe:
@@ -63,6 +67,7 @@ class Probe:
     #: drops such frames before any Python code runs (ixpect._frames.Sieve). None,
     #: the default: every frame matters.
     #: A mapping from handler kind to ranges declares them per kind the probe has.
+    #: DESTINATION_CLASS among them stands for the class of the destination MAC alone.
     decided_by: tuple[tuple[int, int], ...] | dict[str, tuple[tuple[int, int], ...]] | None = None
     #: Byte ranges that decide verdicts of their own, apart from those `decided_by`
     #: decides: the probe passes a frame silently once it passed one alike in

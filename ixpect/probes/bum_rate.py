@@ -10,7 +10,7 @@ invented source MACs cannot exhaust memory; sources already counted keep countin
 from __future__ import annotations
 
 from ixpect.events import mac
-from ixpect.probes import Probe
+from ixpect.probes import DESTINATION_CLASS, Probe
 
 _BROADCAST = b"\xff" * 6
 _CLASSES = ("broadcast", "multicast", "unicast")
@@ -18,7 +18,7 @@ _CLASSES = ("broadcast", "multicast", "unicast")
 
 class BumRate(Probe):
     deadline = 0.0  # the first frame opens the first window
-    decided_by = ((0, 12),)  # the class (destination) and source MAC: what a frame counts for
+    decided_by = (DESTINATION_CLASS, (6, 12))  # what a frame counts for
 
     def __init__(self, cfg: dict, emit, members):
         self.counts = {c: {} for c in _CLASSES}

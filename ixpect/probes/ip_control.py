@@ -36,7 +36,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 from ixpect.decode import ICMP, ICMPV6, UDP, ethernet, udp
 from ixpect.events import mac
 from ixpect.prefixes import Prefixes
-from ixpect.probes import Probe
+from ixpect.probes import DESTINATION_CLASS, Probe
 
 ROUTING = "ROUTING_PROTOCOL_FOUND"
 MEMBERSHIP = "MULTICAST_GROUP_MEMBERSHIP_FOUND"
@@ -117,7 +117,7 @@ class IpControl(Probe):
     #: whether the Ethernet destination is a group or the broadcast address; the rest is
     #: the IP packet the decoder reads, and the payload only of the carriers of a rule
     #: (payload_of)
-    decided_by = ((0, 6),)
+    decided_by = (DESTINATION_CLASS,)
 
     def configure(self, cfg: dict) -> None:
         nets = [ip_network(p) for p in cfg.get("prefixes", ())]
