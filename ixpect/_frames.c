@@ -68,7 +68,7 @@
 #define MAX_KEY 256
 #define MAX_RANGES 16
 #define MAX_RULES 64
-#define MAX_GUARDS 4
+#define MAX_GUARDS 8
 
 /* -- Raw frames --------------------------------------------------------------- */
 

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 
 from ixpect import decode
 from ixpect._frames import MAX_RULES, Sieve
-from ixpect.decode import ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, IPV6_EXTENSIONS, LLC, UDP, VLAN_TPIDS, Malformed
+from ixpect.decode import (ETH_ARP, ETH_IPV4, ETH_IPV6, ICMPV6, IPV6_EXTENSIONS, LLC, ND_NS, UDP, VLAN_TPIDS,
+                           Malformed)
 from ixpect.events import Event, mac
 from ixpect.members import MemberTable
 from ixpect.probes import DESTINATION_CLASS, HANDLERS, Probe, probe_class
@@ -42,14 +43,20 @@ CLASSES = {ETH_ARP: "arp", ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", LLC: "llc"}
 #: and for `ip` ones, by the IP header, the packet whole within the frame: (offset and
 #: accepted values of the version byte, offset of the protocol number, of the payload,
 #: and either None: any protocol whose payload no probe reads, but those the decoder
-#: reads itself (`never`); or one protocol, by the payload bytes the probes declare)
-_Rule = namedtuple("_Rule", "what kinds min_len reads length ip never", defaults=((), (), frozenset()))
+#: reads itself (`never`); or one protocol, by the payload bytes the probes declare).
+#: `shape`: (offset, accepted values) of bytes that must hold for the rule to take a packet
+_Rule = namedtuple("_Rule", "what kinds min_len reads length ip never shape", defaults=((), (), frozenset(), ()))
 
 
 #: decoded EtherTypes the sieve may take, with what the decoder reads to tell whether
-#: the probes get the frame: Ethernet/IPv4 ARP; IPv6 packets that end within 86 bytes
-#: (54 + the payload length at 18), all of them: an NS or NA with its link-layer
-#: address option, what a LAN floods most of; and IPv4 (without options) and IPv6
+#: the probes get the frame: Ethernet/IPv4 ARP; the neighbor solicitation as routers
+#: send it (hop limit and the rest of its header read, a source link-layer address
+#: option and nothing else), of which the decoder's readers read neither the target
+#: nor the destination address, which follows from the target: a probe that judges the
+#: target declares it (Probe.decided_apart), so that the sieve learns the routers
+#: apart from the targets they ask for; other IPv6 packets that end within 86 bytes
+#: (54 + the payload length at 18), all of them: an NA with its link-layer address
+#: option, an NS of another shape, RS and RA; and IPv4 (without options) and IPv6
 #: (without extension headers) packets by their addresses and protocol, those whose
 #: payload no probe reads (TCP transit, ...) and UDP by the bytes the probes read of
 #: it (ports): the sieve takes them whole within the frame (with a UDP header), so
@@ -57,7 +64,9 @@ _Rule = namedtuple("_Rule", "what kinds min_len reads length ip never", defaults
 _IP4, _IP6 = ((14, 15), (20, 22), (23, 24), (26, 34)), ((20, 21), (22, 54))
 _SIEVED_DECODERS = {
     ETH_ARP: (_Rule("frames", ("arp",), 42, ((14, 20),)),),
-    ETH_IPV6: (_Rule("NS/NA-sized packets", ("ip6", "nd"), 86, ((14, 86),), (18, 54)),
+    ETH_IPV6: (_Rule("neighbor solicitations", ("ip6", "nd"), 86, ((14, 15), (18, 38), (54, 55), (78, 86)), (18, 54),
+                     shape=((18, (0,)), (19, (32,)), (20, (ICMPV6,)), (54, (ND_NS,)), (78, (1,)), (79, (1,)))),
+               _Rule("NS/NA-sized packets", ("ip6", "nd"), 86, ((14, 86),), (18, 54)),
                _Rule("transit packets", ("ip6",), 54, _IP6, (18, 54), (14, range(0x60, 0x70), 20, 54, None),
                      IPV6_EXTENSIONS | {ICMPV6}),
                _Rule("UDP datagrams", ("ip6",), 62, _IP6, (18, 54), (14, range(0x60, 0x70), 20, 54, UDP))),
@@ -196,11 +205,12 @@ class Engine:
                 ranges += ((payload_at + a, payload_at + b) for a, b in decide)
         ranges, apart = _merged(ranges), _merged(apart)
         min_len = max((rule.min_len, *(b for _, b in ranges + apart)))
+        guards = tuple((at, _bitmap(values)) for at, values in rule.shape)
         if not rule.ip:
-            return (min_len, ranges, *(rule.length or (-1, 0)), False, (), apart)
+            return (min_len, ranges, *(rule.length or (-1, 0)), False, guards, apart)
         version_at, versions, proto_at = rule.ip[:3]
         protocols = set(range(256)) - carried if protocol is None else {protocol}
-        guards = ((version_at, _bitmap(versions)), (proto_at, _bitmap(protocols)))
+        guards += ((version_at, _bitmap(versions)), (proto_at, _bitmap(protocols)))
         return (min_len, ranges, *rule.length, True, guards, apart)
 
     def _teach(self, ts: float, buf: bytes, off: int, et: int) -> None:

@@ -132,6 +132,36 @@ def test_arp_runs_the_probes_once_per_sender_and_once_per_target(monkeypatch):
     assert [(e.type, e.data["mac_addr_source"]) for e in events] == [("ARP_BOGON_TARGET", A), ("ARP_BOGON_TARGET", B)]
 
 
+def test_ns_runs_the_probes_once_per_router_and_once_per_target(monkeypatch):
+    """Of an NS as routers send it the probes read the target only as ipv6_bogon does,
+    on its own: a router soliciting a peer another router solicited runs no probe, an
+    NS of another shape runs them as before, and one for a bogon target every time."""
+    from socket import AF_INET6, inet_ntop, inet_pton
+
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.utils6 import in6_getnsma, in6_getnsmac
+
+    from ixpect.probes.bogon import Ipv6Bogon
+
+    def ns(src, ip6, target, *options):
+        group = in6_getnsma(inet_pton(AF_INET6, target))
+        return bytes(Ether(src=src, dst=in6_getnsmac(group)) / IPv6(src=ip6, dst=inet_ntop(AF_INET6, group), hlim=255)
+                     / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=src) / b"".join(map(bytes, options)))
+    judged = []
+    real = Ipv6Bogon.nd
+    monkeypatch.setattr(Ipv6Bogon, "nd", lambda self, ts, buf, kind, src, target, lladdr:
+                        judged.append((src[-1], target[-1])) or real(self, ts, buf, kind, src, target, lladdr))
+    r = Recorder({"ipv6_bogon": {"enable": True, "prefixes": ["2001:db8::/64"]},
+                  "bum_rate": {"enable": True, "window": 60.0}})
+    peers = ("2001:db8::20", "2001:db8::21", "2001:db8::22")
+    longer = ns(B, "2001:db8::b", peers[0], ICMPv6NDOptSrcLLAddr(lladdr=B))
+    events = r.feed(*(ns(A, "2001:db8::a", p) for p in peers), *(ns(B, "2001:db8::b", p) for p in peers),
+                    longer, longer, *[ns(A, "2001:db8::a", "2001:dead::1")] * 2)
+    # a second option makes the NS longer than any rule takes: the probes, every time
+    assert judged == [(0xA, 0x20), (0xA, 0x21), (0xA, 0x22), (0xB, 0x20), (0xB, 0x20), (0xB, 0x20), (0xA, 1), (0xA, 1)]
+    assert [e.type for e in events] == ["IPV6_BOGON_TARGET"] * 2
+
+
 def test_sieve_lets_frames_at_the_deadline_through():
     frame = bytes(12) + b"\x08\x06"
     sieve = Sieve({0x0806: (14, ())}, 10)

@@ -48,6 +48,7 @@ class Ipv6Bogon(Probe):
     solicitation before an address) is never a bogon. Redirects are ip_control's."""
 
     decided_by = ()  # the addresses the decoder reads
+    decided_apart = ((62, 78),)  # of an NS, the target: its verdict is the target's own
 
     def configure(self, cfg: dict) -> None:
         self.prefixes = Prefixes(cfg.get("prefixes", ()))
