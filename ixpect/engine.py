@@ -75,12 +75,12 @@ _SIEVED_DECODERS = {
 }
 #: an EtherType no decoder reads: the probes' bytes decide
 _PLAIN = (_Rule("frames", (), 14, ()),)
-#: fingerprints the sieve keeps per rule: room for the ND of a large LAN (1,000
-#: routers with 100 sessions each solicit 100,000 pairs; ARP requests need one per
-#: sender and one per target). When they fill up it starts over, unless they saved
-#: fewer frames than there are of them: then the packets are too varied (made-up
-#: addresses, or ND between every pair of a very large LAN's routers), teaching would
-#: cost more than it saves, and they all run the probes until the next reconfiguration.
+#: fingerprints the sieve keeps per rule: room for a large LAN's routers, the addresses
+#: they ask for (ARP requests and NS are learned by sender and by target apart) and
+#: the pairs of them that reply by unicast. When they fill up it starts over, unless
+#: they saved fewer frames than there are of them: then the packets are too varied
+#: (made-up addresses), teaching would cost more than it saves, and they all run the
+#: probes until the next reconfiguration.
 SIEVE_LIMIT = 1 << 18
 #: the snaplen of a source that never cuts frames short
 _UNCUT = float("inf")
