@@ -520,9 +520,8 @@ static int sieve_ranges(PyObject *ranges, Py_ssize_t min_len, Py_ssize_t out[MAX
         Py_ssize_t a, b;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn", &a, &b))
             return -1;
-        if (a == -1 && b == 0) {  /* the destination's class: one byte */
-            *key_len += 1;
-        } else if (a < 0 || b < a || b > min_len || (*key_len += b - a) > MAX_KEY) {
+        int by_class = a == -1 && b == 0;  /* the destination's class: one byte */
+        if ((!by_class && (a < 0 || b < a || b > min_len)) || (*key_len += by_class ? 1 : b - a) > MAX_KEY) {
             PyErr_Format(PyExc_ValueError, "range (%zd, %zd) outside the key or the minimum length", a, b);
             return -1;
         }

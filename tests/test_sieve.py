@@ -92,6 +92,8 @@ def test_the_destination_class_stands_for_the_destination():
     sieve.teach(unicast)
     frames = [broadcast, group, unicast, other_unicast, other_group]
     assert [f for _, f in sieve.over((1.0, f) for f in frames)] == [group, other_group]
+    with pytest.raises(ValueError):  # its byte counts towards the key's bound
+        Sieve({0x0806: (256, ((0, 256), (-1, 0)))}, 100)
 
 
 def test_unicast_arp_replies_to_different_routers_are_alike(monkeypatch):
