@@ -25,6 +25,7 @@ from ixpect.pcap import frames
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 BC = "ff:ff:ff:ff:ff:ff"
 STATIC = {"enable": True, "static_resolutions": [{"ip": "192.0.2.10", "mac": A}]}
+STATIC_AB = {**STATIC, "static_resolutions": [*STATIC["static_resolutions"], {"ip": "192.0.2.11", "mac": B}]}
 SIEVABLE = {  # every probe whose verdict some bytes decide, with one of each event
     "arp_neighbor": {**STATIC, "dynamic_enable": True, "prefixes": ["192.0.2.0/24"]},
     "arp_bogon": {"enable": True, "prefixes": ["192.0.2.0/24"]},
@@ -37,6 +38,14 @@ def arp(src=A, psrc="192.0.2.10", hwsrc=None, pdst="192.0.2.99", vlan=None):
     eth = Ether(src=src, dst=BC)
     body = ARP(op=1, hwsrc=hwsrc or src, psrc=psrc, pdst=pdst)
     return bytes(eth / Dot1Q(vlan=vlan) / body if vlan else eth / body)
+
+
+def _calls(monkeypatch, probe: type, handler: str) -> list[tuple]:
+    """The arguments (after self) of every call of the probe's handler, which still runs:
+    the frames that reached the probes."""
+    calls, real = [], getattr(probe, handler)
+    monkeypatch.setattr(probe, handler, lambda self, *args: calls.append(args) or real(self, *args))
+    return calls
 
 
 @pytest.fixture
@@ -101,15 +110,13 @@ def test_unicast_arp_replies_to_different_routers_are_alike(monkeypatch):
     one peer teaches the sieve its replies to every other peer."""
     from ixpect.probes.neighbor import ArpNeighbor
 
-    judged = []
-    real = ArpNeighbor.arp
-    monkeypatch.setattr(ArpNeighbor, "arp", lambda self, ts, buf, *a: judged.append(buf[:6]) or real(self, ts, buf, *a))
+    judged = _calls(monkeypatch, ArpNeighbor, "arp")
     r = Recorder({"arp_neighbor": STATIC, "bum_rate": {"enable": True, "window": 60.0},
                   "ip_control": {"enable": True, "prefixes": ["192.0.2.0/24"]}})
     replies = [bytes(Ether(src=A, dst=peer) / ARP(op=2, hwsrc=A, psrc="192.0.2.10", hwdst=peer, pdst="192.0.2.20"))
                for peer in (B, C, "02:00:00:00:00:0d")]
     assert r.feed(*replies, arp(), *replies) == []
-    assert judged == [replies[0][:6], bytes.fromhex("ffffffffffff")]
+    assert [buf[:6] for _, buf, *_ in judged] == [replies[0][:6], bytes.fromhex("ffffffffffff")]
     r.engine.flush()
     assert r.engine.traffic()["arp"][0] == 7
 
@@ -119,17 +126,13 @@ def test_arp_runs_the_probes_once_per_sender_and_once_per_target(monkeypatch):
     peers another router asked for runs no probe, a bogon target every time."""
     from ixpect.probes.bogon import ArpBogon
 
-    judged = []
-    real = ArpBogon.arp
-    monkeypatch.setattr(ArpBogon, "arp", lambda self, ts, buf, op, sha, spa, tha, tpa:
-                        judged.append((sha, tpa)) or real(self, ts, buf, op, sha, spa, tha, tpa))
-    static = {**STATIC, "static_resolutions": [*STATIC["static_resolutions"], {"ip": "192.0.2.11", "mac": B}]}
-    r = Recorder({"arp_neighbor": static, "arp_bogon": {"enable": True, "prefixes": ["192.0.2.0/24"]}})
+    judged = _calls(monkeypatch, ArpBogon, "arp")
+    r = Recorder({"arp_neighbor": STATIC_AB, "arp_bogon": {"enable": True, "prefixes": ["192.0.2.0/24"]}})
     peers = ("192.0.2.20", "192.0.2.21", "192.0.2.22")
     events = r.feed(*(arp(pdst=p) for p in peers), *(arp(B, "192.0.2.11", pdst=p) for p in peers),
                     arp(pdst="8.8.4.4"), arp(B, "192.0.2.11", pdst="8.8.4.4"))
     a, b = (bytes.fromhex(m.replace(":", "")) for m in (A, B))
-    assert [(m, ".".join(map(str, t))) for m, t in judged] == [
+    assert [(sha, ".".join(map(str, tpa))) for _, _, _, sha, _, _, tpa in judged] == [
         (a, "192.0.2.20"), (a, "192.0.2.21"), (a, "192.0.2.22"), (b, "192.0.2.20"), (a, "8.8.4.4"), (b, "8.8.4.4")]
     assert [(e.type, e.data["mac_addr_source"]) for e in events] == [("ARP_BOGON_TARGET", A), ("ARP_BOGON_TARGET", B)]
 
@@ -149,10 +152,7 @@ def test_ns_runs_the_probes_once_per_router_and_once_per_target(monkeypatch):
         group = in6_getnsma(inet_pton(AF_INET6, target))
         return bytes(Ether(src=src, dst=in6_getnsmac(group)) / IPv6(src=ip6, dst=inet_ntop(AF_INET6, group), hlim=255)
                      / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=src) / b"".join(map(bytes, options)))
-    judged = []
-    real = Ipv6Bogon.nd
-    monkeypatch.setattr(Ipv6Bogon, "nd", lambda self, ts, buf, kind, src, target, lladdr:
-                        judged.append((src[-1], target[-1])) or real(self, ts, buf, kind, src, target, lladdr))
+    judged = _calls(monkeypatch, Ipv6Bogon, "nd")
     r = Recorder({"ipv6_bogon": {"enable": True, "prefixes": ["2001:db8::/64"]},
                   "bum_rate": {"enable": True, "window": 60.0}})
     peers = ("2001:db8::20", "2001:db8::21", "2001:db8::22")
@@ -160,7 +160,8 @@ def test_ns_runs_the_probes_once_per_router_and_once_per_target(monkeypatch):
     events = r.feed(*(ns(A, "2001:db8::a", p) for p in peers), *(ns(B, "2001:db8::b", p) for p in peers),
                     longer, longer, *[ns(A, "2001:db8::a", "2001:dead::1")] * 2)
     # a second option makes the NS longer than any rule takes: the probes, every time
-    assert judged == [(0xA, 0x20), (0xA, 0x21), (0xA, 0x22), (0xB, 0x20), (0xB, 0x20), (0xB, 0x20), (0xA, 1), (0xA, 1)]
+    assert [(src[-1], target[-1]) for _, _, _, src, target, _ in judged] == [
+        (0xA, 0x20), (0xA, 0x21), (0xA, 0x22), (0xB, 0x20), (0xB, 0x20), (0xB, 0x20), (0xA, 1), (0xA, 1)]
     assert [e.type for e in events] == ["IPV6_BOGON_TARGET"] * 2
 
 
@@ -224,17 +225,14 @@ def test_a_sources_first_frame_in_a_window_runs_only_the_counting_probes(monkeyp
     probes found that fingerprint quiet already and do not run again."""
     from ixpect.probes.neighbor import ArpNeighbor
 
-    judged = []
-    real = ArpNeighbor.arp
-    monkeypatch.setattr(ArpNeighbor, "arp", lambda self, ts, buf, *a: judged.append(ts) or real(self, ts, buf, *a))
-    static = {**STATIC, "static_resolutions": [*STATIC["static_resolutions"], {"ip": "192.0.2.11", "mac": B}]}
-    r = Recorder({"arp_neighbor": static, "bum_rate": {"enable": True, "window": 10.0,
+    judged = _calls(monkeypatch, ArpNeighbor, "arp")
+    r = Recorder({"arp_neighbor": STATIC_AB, "bum_rate": {"enable": True, "window": 10.0,
                                                        "thresholds": {"broadcast": 3}}})
     r.feed(*[arp(), arp(B, "192.0.2.11")] * 100, step=0.1)  # two windows, 50 frames of each source in each
     r.engine.flush()
     # the first frame of each source, and the one at the second window's start (which
     # runs the timers); not the other source's first frame in that window
-    assert judged == [1000.0, 1000.1, 1010.0]
+    assert [ts for ts, *_ in judged] == [1000.0, 1000.1, 1010.0]
     assert sorted((e.data["mac_addr_source"], e.data["count"]) for e in r.events) == [(A, 50), (A, 50), (B, 50), (B, 50)]
 
 
